@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_gpubench.loadgen.images import SEED_BUCKETS
+from pytest_gpubench.serving.images import SEED_BUCKETS
 
 
 @dataclass(frozen=True)

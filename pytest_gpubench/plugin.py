@@ -6,66 +6,34 @@ Each hook delegates to a module that does one job; the run's state lives in one
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
-from pytest_gpubench import baseline_session, markers
-from pytest_gpubench.baseline_session import BaselineRun
 from pytest_gpubench.devices import (
-    ProfileSet,
-    SelectedDevice,
     describe,
     detect,
     load_profiles,
     select_device,
 )
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.fit import Verdict, judge
-from pytest_gpubench.metrics.ceilings import Ceilings
-from pytest_gpubench.metrics.ceilings import measure as measure_ceilings
-from pytest_gpubench.record import gpu_machine_info, records
 from pytest_gpubench.report.baseline_report import baseline_lines, comparison_lines
 from pytest_gpubench.report.fit_report import did_not_fit_lines, plan_lines
 from pytest_gpubench.report.results import results_lines
-from pytest_gpubench.settings import Settings, add_options, settings_from_config
-
-
-@dataclass
-class RunState:
-    settings: Settings
-    profiles: ProfileSet
-    device: SelectedDevice
-    baselines: BaselineRun
-    verdicts: dict[str, Verdict] = field(default_factory=dict)
-    saved_baseline: str = ""
-    _ceilings: list[Ceilings | None] = field(default_factory=list)
-
-    def ceilings(self) -> Ceilings | None:
-        """The device's measured copy bandwidth and matmul rate (--gpubench-measure-ceilings),
-        measured the first time a benchmark asks, then reused for the whole run."""
-        if not self.settings.measure_ceilings:
-            return None
-        if not self._ceilings:
-            self._ceilings.append(measure_ceilings())
-        return self._ceilings[0]
-
-
-STATE = pytest.StashKey[RunState]()
+from pytest_gpubench.results import baseline_run as baseline_session
+from pytest_gpubench.results.record import gpu_machine_info, records
+from pytest_gpubench.selection import markers
+from pytest_gpubench.selection.fit import Verdict, judge
+from pytest_gpubench.settings import add_options, settings_from_config
+from pytest_gpubench.state import STATE, RunState, state
 
 # Fixture modules, one per concern, loaded with this plugin (pytest honours ``pytest_plugins``
 # in a plugin module). Each concern's fixtures and hooks live beside its code, not here.
 pytest_plugins: list[str] = [
-    "pytest_gpubench.gpubench_fixture",
+    "pytest_gpubench.bench.fixture",
     "pytest_gpubench.distributed.fixtures",
     "pytest_gpubench.workloads.fixtures",
     "pytest_gpubench.launch.fixtures",
-    "pytest_gpubench.serve_fixture",
+    "pytest_gpubench.serving.fixture",
 ]
-
-
-def state(config: pytest.Config) -> RunState:
-    return config.stash[STATE]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -176,7 +176,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "folder for server logs (default: the pytest cache, .pytest_cache/d/gpubench-servers)",
     ),
-    # --- serving benchmarks (pytest_gpubench.serve_fixture) ---
+    # --- serving benchmarks (pytest_gpubench.serving.bench) ---
     Option(
         "gpubench_max_error_rate",
         ("--gpubench-max-error-rate",),

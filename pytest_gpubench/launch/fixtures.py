@@ -23,6 +23,7 @@ from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.launch import cleanup
 from pytest_gpubench.launch.pool import ServerPool
 from pytest_gpubench.launch.server import Server, failure_message
+from pytest_gpubench.state import state
 
 POOL = pytest.StashKey[ServerPool]()
 INTERRUPTED_TAIL = 10
@@ -34,8 +35,6 @@ MODEL_MARKER = (
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_gpubench.plugin import state
-
     if not any(line.startswith("model(") for line in config.getini("markers")):
         config.addinivalue_line("markers", MODEL_MARKER)
     settings = state(config).settings

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.baseline import from_document
-from pytest_gpubench.baseline_session import BaselineRun, document
 from pytest_gpubench.devices.select import SelectedDevice
-from pytest_gpubench.fit import Verdict
+from pytest_gpubench.results.baseline import from_document
+from pytest_gpubench.results.baseline_run import BaselineRun, document
+from pytest_gpubench.selection.fit import Verdict
 
 
 def baseline_lines(run: BaselineRun, saved: str) -> list[str]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pytest_gpubench.baseline import Baseline, load
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.report.table import format_table
+from pytest_gpubench.results.baseline import Baseline, load
 
 LONG_COLUMNS = [
     "device",
@@ -221,7 +221,7 @@ def to_png(frame: pd.DataFrame, folder: Path) -> list[Path]:
         ) from exc
     from io import BytesIO
 
-    from pytest_gpubench.atomic import write_text_atomic
+    from pytest_gpubench.results.atomic import write_text_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pytest_gpubench.devices.select import SelectedDevice, describe
-from pytest_gpubench.fit import Verdict
 from pytest_gpubench.report.table import format_table
+from pytest_gpubench.selection.fit import Verdict
 
 
 def did_not_fit_lines(verdicts: Iterable[Verdict]) -> list[str]:

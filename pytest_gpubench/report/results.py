@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pytest_gpubench.record import Recorded
 from pytest_gpubench.report.table import format_table
+from pytest_gpubench.results.record import Recorded
 
 
 def _number(value: float) -> str:

@@ -23,7 +23,7 @@ import torch
 
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.workloads import memory
-from pytest_gpubench.workloads.common import (
+from pytest_gpubench.workloads.base import (
     ModelSource,
     RunInfo,
     causal_lm,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.state import state
 from pytest_gpubench.workloads import memory
 from pytest_gpubench.workloads.extras import MissingExtra, require
 
@@ -26,8 +27,6 @@ def _require(extra: str) -> None:
 
 
 def _settings(config: pytest.Config) -> Any:
-    from pytest_gpubench.plugin import state
-
     return state(config).settings
 
 

@@ -17,7 +17,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from pytest_gpubench.metrics.stats import Summary, summarize
-from pytest_gpubench.workloads.common import now
+from pytest_gpubench.workloads.base import now
 
 
 @dataclass

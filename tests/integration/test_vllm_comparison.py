@@ -116,7 +116,7 @@ def compare(pytester, python, url, model, engine, tokenizer, tmp_path, repeats, 
     """Alternate the tools (ours first, then theirs first, ...) so drift in the machine's
     speed falls on both alike; compare medians. The server's own view of each run (vLLM's
     /metrics) is kept beside the client numbers to show when the server itself was slower."""
-    from pytest_gpubench.loadgen.server_side import scrape, server_deltas
+    from pytest_gpubench.serving.server_side import scrape, server_deltas
 
     runs: dict[str, list[dict]] = {"ours": [], "vllm": []}
     for i in range(repeats):
@@ -190,7 +190,7 @@ def test_ours_matches_vllm_bench_serve_on_a_paced_stream(
 
 SAME_STREAM = """
 import asyncio, statistics, sys, aiohttp
-from pytest_gpubench.loadgen.client import RequestSpec, StreamingClient
+from pytest_gpubench.serving.client import RequestSpec, StreamingClient
 from vllm.benchmarks.lib.endpoint_request_func import (
     RequestFuncInput, async_request_openai_completions)
 

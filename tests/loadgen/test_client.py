@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from pytest_gpubench.loadgen.client import (
+from pytest_gpubench.serving.client import (
     RequestResult,
     RequestSpec,
     StreamingClient,

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pytest_gpubench.loadgen.client import RequestSpec, StreamingClient
+from pytest_gpubench.serving.client import RequestSpec, StreamingClient
 
 REQUESTS, CONCURRENCY, TOKENS = 32, 8, 2000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_gpubench.metrics.serving import SERVING_METRICS, definition_table
+from pytest_gpubench.serving.metrics import SERVING_METRICS, definition_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.loadgen.schedule import LoadSpec, arrival_offsets
+from pytest_gpubench.serving.schedule import LoadSpec, arrival_offsets
 
 
 def gaps(load: LoadSpec, n: int = 20000) -> np.ndarray:

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.loadgen.images import ImageSource
-from pytest_gpubench.loadgen.tokens import LocalTokenizer, ServerTokenizer
-from pytest_gpubench.loadgen.workloads import (
+from pytest_gpubench.serving.images import ImageSource
+from pytest_gpubench.serving.requests import (
     TOKYO_PROMPT,
     RequestFactory,
     Workload,
     exact_text,
     read_prompt_file,
 )
+from pytest_gpubench.serving.tokens import LocalTokenizer, ServerTokenizer
 
 
 @pytest.fixture(scope="module")

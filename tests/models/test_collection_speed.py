@@ -10,10 +10,10 @@ import itertools
 import pytest
 
 from pytest_gpubench.devices import load_profiles
-from pytest_gpubench.fit import judge
-from pytest_gpubench.markers import Requirements
 from pytest_gpubench.models import catalog
 from pytest_gpubench.models.estimate import ModelRequest, estimate
+from pytest_gpubench.selection.fit import judge
+from pytest_gpubench.selection.markers import Requirements
 
 MODELS = ["gpt-oss-20b", "gpt-oss-120b", "glm-4.7-flash", "qwen3-coder-next", "llama-3.1-8b"]
 QUANTS = ["q4_k_m", "q8_0", "bf16", "fp8"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench import atomic, baseline
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.results import atomic, baseline
 
 # Two benchmarks whose headline metric comes from the environment, so a run can plant an
 # exact regression; gpubench.time gives pytest-benchmark a real (tiny) timed round.

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from pytest_gpubench.metrics.serving import SERVING_METRICS
+from pytest_gpubench.serving.metrics import SERVING_METRICS
 
 SERVER = """
 import pytest

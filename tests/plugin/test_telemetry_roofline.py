@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from pytest_gpubench.bench.ceilings import measure
 from pytest_gpubench.devices import load_profiles
 from pytest_gpubench.metrics import roofline
-from pytest_gpubench.metrics.ceilings import measure
 from pytest_gpubench.models.catalog import load_spec
 
 SLEEPY = """

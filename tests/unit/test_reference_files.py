@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.baseline import load
 from pytest_gpubench.devices import load_profiles
+from pytest_gpubench.results.baseline import load
 
 REFERENCE = Path(__file__).resolve().parents[2] / "baselines" / "reference"
 FILES = sorted(REFERENCE.glob("*.json"))

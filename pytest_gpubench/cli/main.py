@@ -11,10 +11,10 @@ import json
 import sys
 from collections.abc import Sequence
 
+from pytest_gpubench.cli import fit as fit_cli
 from pytest_gpubench.devices import describe, detect, load_profiles
 from pytest_gpubench.devices.select import auto_profile
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.models import fit_cli
 from pytest_gpubench.report.table import format_table
 
 
@@ -82,8 +82,8 @@ def _devices(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pytest_gpubench.atomic import write_text_atomic
     from pytest_gpubench.report import compare
+    from pytest_gpubench.results.atomic import write_text_atomic
 
     frame = compare.compare_files(args.files)
     if len(args.files) > 1 and not args.all:
@@ -150,7 +150,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GpubenchError as exc:
         print(f"pytest-gpubench: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.loadgen.client import RequestResult
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import mean_ci, summarize
+from pytest_gpubench.serving.client import RequestResult
 
 
 @dataclass(frozen=True)

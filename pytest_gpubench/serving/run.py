@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pytest_gpubench.loadgen.client import RequestResult, RequestSpec, StreamingClient
-from pytest_gpubench.loadgen.schedule import LoadSpec, arrival_offsets
-from pytest_gpubench.metrics.serving import batch_means_ci
+from pytest_gpubench.serving.client import RequestResult, RequestSpec, StreamingClient
+from pytest_gpubench.serving.metrics import batch_means_ci
+from pytest_gpubench.serving.schedule import LoadSpec, arrival_offsets
 
 
 @dataclass(frozen=True)

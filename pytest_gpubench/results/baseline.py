@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_gpubench.atomic import write_text_atomic
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.results.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
 KINDS = ("measured", "published")

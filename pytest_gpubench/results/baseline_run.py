@@ -16,7 +16,11 @@ from typing import Any
 import pytest
 
 from pytest_gpubench import __version__
-from pytest_gpubench.baseline import (
+from pytest_gpubench.devices.profile import ProfileSet
+from pytest_gpubench.devices.select import SelectedDevice, auto_profile
+from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.results.baseline import (
     SCHEMA_VERSION,
     Baseline,
     Finding,
@@ -25,11 +29,7 @@ from pytest_gpubench.baseline import (
     merge,
     write_atomic,
 )
-from pytest_gpubench.devices.profile import ProfileSet
-from pytest_gpubench.devices.select import SelectedDevice, auto_profile
-from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.fit import Verdict
-from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.selection.fit import Verdict
 from pytest_gpubench.settings import Settings
 
 # Packages whose versions change results; recorded with every baseline when installed.

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pytest_gpubench.devices.profile import DeviceProfile
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.markers import Requirements
 from pytest_gpubench.models.estimate import estimate
+from pytest_gpubench.selection.markers import Requirements
 
 
 @dataclass(frozen=True)

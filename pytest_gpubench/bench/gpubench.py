@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
+from pytest_gpubench.bench.ceilings import Ceilings
+from pytest_gpubench.bench.telemetry import Sampler
+from pytest_gpubench.devices.profile import DeviceProfile
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics import roofline
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import summarize
-from pytest_gpubench.metrics.telemetry import Sampler
-from pytest_gpubench.record import record_metric, record_note
+from pytest_gpubench.results.record import record_metric, record_note
 
 
 def cuda_synchronizer() -> Callable[[], None]:
@@ -38,9 +40,19 @@ def cuda_synchronizer() -> Callable[[], None]:
 class GpuBench:
     """One benchmark's recorder; wraps pytest-benchmark's fixture for this test."""
 
-    def __init__(self, benchmark: Any, request: pytest.FixtureRequest) -> None:
+    def __init__(
+        self,
+        benchmark: Any,
+        request: pytest.FixtureRequest,
+        profile: DeviceProfile,
+        ceilings: Callable[[], Ceilings | None] = lambda: None,
+    ) -> None:
+        """``profile`` is the device judged against; ``ceilings`` measures (once per run) the
+        device's copy bandwidth and matmul rate, or gives None when not asked for."""
         self.benchmark = benchmark
         self.request = request
+        self.profile = profile
+        self.ceilings = ceilings
         self.metrics: dict[str, Metric] = {}
         self.telemetry: dict[str, float] = {}
         self.telemetry_note = ""
@@ -216,11 +228,6 @@ class GpuBench:
             quant = formats[0]
         return spec, str(quant)
 
-    def _device(self) -> Any:
-        from pytest_gpubench.plugin import state
-
-        return state(self.request.config)
-
     def roofline_decode(
         self,
         tokens_per_s: float,
@@ -233,8 +240,7 @@ class GpuBench:
     ) -> float | None:
         """Record decode tokens/s as % of the bandwidth bound (datasheet and measured)."""
         spec, quant = self._model(model, quant)
-        run = self._device()
-        profile = run.device.profile
+        profile = self.profile
         if not profile.bandwidth_gbs:
             return None
         bound = roofline.decode_bound(
@@ -251,7 +257,7 @@ class GpuBench:
             description=f"of {profile.name}'s {profile.bandwidth_gbs:.0f} GB/s over "
             f"{bound.bytes_per_step / 1e9:.2f} GB per step (batch {batch}, context {context})",
         )
-        ceilings = run.ceilings()
+        ceilings = self.ceilings()
         if ceilings is not None:
             # The copy moves its bytes over the bus twice (read + write): that total rate is
             # what a read-only decode can reach, so it is the ceiling as it stands.
@@ -272,22 +278,15 @@ class GpuBench:
         dtype: str = "bf16",
     ) -> float | None:
         """Record model FLOPs utilisation against the datasheet (and the measured) peak."""
-        run = self._device()
         achieved = units_per_s * flops_per_unit
         self.metric("achieved_tflops", achieved / 1e12, "TFLOP/s", True)
-        value = roofline.mfu(achieved, run.device.profile, dtype)
+        value = roofline.mfu(achieved, self.profile, dtype)
         if value is None:
             return None
         self.metric("mfu_pct", 100 * value, "%", True, headline=True)
-        ceilings = run.ceilings()
+        ceilings = self.ceilings()
         if ceilings is not None and dtype in ceilings.matmul_tflops:
             peak = ceilings.matmul_tflops[dtype] * 1e12
             self.metric(f"measured_{dtype}_tflops", peak / 1e12, "TFLOP/s", True)
             self.metric("mfu_measured_pct", 100 * achieved / peak, "%", True)
         return 100 * value
-
-
-@pytest.fixture
-def gpubench(benchmark: Any, request: pytest.FixtureRequest) -> GpuBench:
-    """Time a workload and record its metrics; see ``GpuBench``."""
-    return GpuBench(benchmark, request)

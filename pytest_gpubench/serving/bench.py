@@ -27,16 +27,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import pytest
 
+from pytest_gpubench.bench.gpubench import GpuBench
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.gpubench_fixture import GpuBench
-from pytest_gpubench.loadgen.client import RequestResult, StreamingClient
-from pytest_gpubench.loadgen.run import Adaptive, RunResult, run_load, run_warmups
-from pytest_gpubench.loadgen.schedule import LoadSpec
-from pytest_gpubench.loadgen.server_side import scrape, server_deltas
-from pytest_gpubench.loadgen.tokens import LocalTokenizer, ServerTokenizer, Tokenizer
-from pytest_gpubench.loadgen.workloads import RequestFactory, Workload, depth_requests
 from pytest_gpubench.metrics.core import Metric
-from pytest_gpubench.metrics.serving import (
+from pytest_gpubench.metrics.stats import mean_ci
+from pytest_gpubench.serving.client import RequestResult, StreamingClient
+from pytest_gpubench.serving.metrics import (
     SERVING_METRICS,
     check_slo,
     distribution,
@@ -45,7 +41,11 @@ from pytest_gpubench.metrics.serving import (
     result_rows,
     serving_metrics,
 )
-from pytest_gpubench.metrics.stats import mean_ci
+from pytest_gpubench.serving.requests import RequestFactory, Workload, depth_requests
+from pytest_gpubench.serving.run import Adaptive, RunResult, run_load, run_warmups
+from pytest_gpubench.serving.schedule import LoadSpec
+from pytest_gpubench.serving.server_side import scrape, server_deltas
+from pytest_gpubench.serving.tokens import LocalTokenizer, ServerTokenizer, Tokenizer
 
 HEADLINE = ("output_tok_s", "ttft_ms", "tpot_ms")
 
@@ -109,12 +109,20 @@ class ServeResult:
 
 
 class ServeBench:
-    def __init__(self, gpubench: GpuBench, request: pytest.FixtureRequest) -> None:
+    def __init__(
+        self,
+        gpubench: GpuBench,
+        request: pytest.FixtureRequest,
+        *,
+        max_error_rate: float = 0.0,
+        progress_mode: str = "auto",
+    ) -> None:
+        """``max_error_rate`` and ``progress_mode`` are the run's defaults
+        (--gpubench-max-error-rate, --gpubench-progress); each call may override the first."""
         self.gpubench = gpubench
         self.request = request
-        settings = request.config.stash[_state_key()].settings
-        self.max_error_rate = settings.max_error_rate
-        self.progress_mode = settings.progress
+        self.max_error_rate = max_error_rate
+        self.progress_mode = progress_mode
 
     # -- helpers ---------------------------------------------------------------------------
     def _check_server(self, server: Any) -> tuple[str, str, str | None]:
@@ -518,18 +526,6 @@ async def _make_client(
         timeout_s=timeout_s,
         connections=max(concurrency or 1024, 1),
     )
-
-
-def _state_key() -> Any:
-    from pytest_gpubench.plugin import STATE
-
-    return STATE
-
-
-@pytest.fixture
-def serve_bench(gpubench: GpuBench, request: pytest.FixtureRequest) -> ServeBench:
-    """Benchmark an OpenAI-compatible server; see ``ServeBench.__call__``."""
-    return ServeBench(gpubench, request)
 
 
 assert set(HEADLINE) <= set(SERVING_METRICS)

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.loadgen.client import Endpoint, RequestSpec
-from pytest_gpubench.loadgen.images import ImageSource
-from pytest_gpubench.loadgen.tokens import Tokenizer
+from pytest_gpubench.serving.client import Endpoint, RequestSpec
+from pytest_gpubench.serving.images import ImageSource
+from pytest_gpubench.serving.tokens import Tokenizer
 
 # The fixed prompt of the seed write-up's single-user tests (ollama / llama.cpp, every device).
 TOKYO_PROMPT = (
