@@ -14,11 +14,12 @@ from pytest_gpubench.devices import (
     load_profiles,
     select_device,
 )
+from pytest_gpubench.engines import registry
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.report.baseline_report import baseline_lines, comparison_lines
 from pytest_gpubench.report.fit_report import did_not_fit_lines, plan_lines
 from pytest_gpubench.report.results import results_lines
-from pytest_gpubench.results import baseline_run as baseline_session
+from pytest_gpubench.results import baseline_run, locations
 from pytest_gpubench.results.record import gpu_machine_info, records
 from pytest_gpubench.selection import markers
 from pytest_gpubench.selection.fit import Verdict, judge
@@ -36,26 +37,40 @@ pytest_plugins: list[str] = [
 ]
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_gpubench import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+ENGINE_SCOPE = pytest.StashKey[registry.Scope]()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    scope = config.stash[ENGINE_SCOPE] = registry.Scope()
     try:
+        config.hook.pytest_gpubench_register_engines(register=scope.register)
+        added = [
+            ("a plugin's pytest_gpubench_add_profiles", table)
+            for table in config.hook.pytest_gpubench_add_profiles(config=config)
+            if table
+        ]
         settings = settings_from_config(config)
-        profiles = load_profiles(settings.profiles_file)
+        profiles = load_profiles(settings.profiles_file, added)
         device = select_device(settings.device, settings.device_source, profiles, detect())
-        baselines = baseline_session.prepare(settings, profiles, device)
+        baselines = baseline_run.prepare(settings, profiles, device)
     except GpubenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     for line in markers.marker_lines(profiles):
         config.addinivalue_line("markers", line)
     storage = getattr(config.option, "benchmark_storage", None)
     if storage:  # runs before pytest-benchmark's trylast configure builds its storage
-        config.option.benchmark_storage = baseline_session.per_gpu_storage(
-            storage, profiles, device
-        )
+        config.option.benchmark_storage = locations.per_gpu_storage(storage, profiles, device)
     config.stash[STATE] = RunState(settings, profiles, device, baselines)
 
 
@@ -77,7 +92,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         try:
             req = markers.requirements(item, run.profiles)
-            baseline_session.tolerances(item)
+            markers.tolerances(item)
             if not req.devices and req.vram_gib is None and req.model is None and not req.gpus:
                 continue
             present = None if run.settings.plan else len(run.device.detection.gpus)
@@ -114,7 +129,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.when == "call" and report.passed:
         run = state(item.config)
         recorded = {r.nodeid: r for r in records(item.config)}.get(item.nodeid)
-        message = baseline_session.check(
+        message = baseline_run.check(
             run.baselines,
             item,
             recorded.metrics if recorded else {},
@@ -130,7 +145,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_sessionfinish(session: pytest.Session) -> None:
     run = state(session.config)
     try:
-        saved = baseline_session.save(session.config, run.baselines, run.device, run.verdicts)
+        saved = baseline_run.save(session.config, run.baselines, run.device, run.verdicts)
     except GpubenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     run.saved_baseline = str(saved or "")
@@ -158,6 +173,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_sep("=", f"gpubench: did not fit on {run.device.name}")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scope = config.stash.get(ENGINE_SCOPE, None)
+    if scope is not None:
+        scope.close()
 
 
 @pytest.hookimpl(optionalhook=True)

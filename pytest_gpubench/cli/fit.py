@@ -12,11 +12,12 @@ from typing import Any
 from pytest_gpubench.devices import detect, load_profiles
 from pytest_gpubench.devices.profile import DeviceProfile, ProfileSet
 from pytest_gpubench.devices.select import host_cpu
+from pytest_gpubench.engines.registry import memory_for, memory_names
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.models import engine_memory, formats
+from pytest_gpubench.models import formats
 from pytest_gpubench.models.catalog import load_catalog
-from pytest_gpubench.models.estimate import Estimate, ModelRequest, context_label, estimate
 from pytest_gpubench.report.table import format_table
+from pytest_gpubench.selection.estimate import Estimate, ModelRequest, context_label, estimate
 
 
 def add_parser(sub: Any) -> None:
@@ -33,7 +34,7 @@ def add_parser(sub: Any) -> None:
     fit.add_argument("--context", help="context length in tokens, e.g. 32768 or 32k (default 4k)")
     fit.add_argument("--concurrency", type=int, default=1, help="concurrent sequences")
     fit.add_argument("--kv-dtype", help="KV cache dtype: fp16, bf16, fp8, q8_0, q4_0, ...")
-    fit.add_argument("--engine", help="vllm, sglang, llamacpp, ollama or transformers")
+    fit.add_argument("--engine", help=", ".join(memory_names()))
     fit.add_argument("--tensor-parallel", type=int, default=1, help="GPUs for vLLM/SGLang TP")
     fit.add_argument("--device", help="judge only this device (names as in --device)")
     fit.add_argument("--profiles", help="extra/overriding device profiles TOML file")
@@ -97,7 +98,7 @@ def _breakdown_lines(e: Estimate, devices: list[DeviceProfile]) -> list[str]:
     ]
     if spec.kind in ("llm", "vlm"):
         mla = (
-            f", MLA cache: {engine_memory.get_engine(e.engine).mla_mode}"
+            f", MLA cache: {memory_for(e.engine).mla_mode}"
             if spec.kv is not None and spec.kv.is_mla
             else ""
         )

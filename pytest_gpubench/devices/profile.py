@@ -10,6 +10,7 @@ import difflib
 import os
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
@@ -264,10 +265,19 @@ def builtin_profiles() -> ProfileSet:
     return ProfileSet(_merge("the built-in profiles", _read_toml(None, text), {}))
 
 
-def load_profiles(user_file: str | os.PathLike[str] | None = None) -> ProfileSet:
-    """Built-in profiles, plus or overridden field by field by the user's TOML file."""
-    base = builtin_profiles()
-    if not user_file:
-        return base
-    path = Path(user_file)
-    return ProfileSet(_merge(str(path), _read_toml(path), base.profiles))
+def load_profiles(
+    user_file: str | os.PathLike[str] | None = None,
+    added: Sequence[tuple[str, Mapping[str, Any]]] = (),
+) -> ProfileSet:
+    """Built-in profiles, then ``added`` tables (plugins' ``pytest_gpubench_add_profiles``,
+    each ``(label, {name: fields})``), then the user's TOML file: each adds profiles or
+    overrides an existing one field by field, so the user has the last word."""
+    profiles = builtin_profiles().profiles
+    for label, table in added:
+        if not isinstance(table, Mapping):
+            raise GpubenchError(f"{label}: profiles must be a table of name -> fields")
+        profiles = _merge(label, dict(table), profiles)
+    if user_file:
+        path = Path(user_file)
+        profiles = _merge(str(path), _read_toml(path), profiles)
+    return ProfileSet(profiles) if (added or user_file) else builtin_profiles()

@@ -1,38 +1,43 @@
-"""Inference engines behind one ``Engine`` protocol; ``get_engine("vllm")`` looks one up."""
+"""Inference engines behind one ``Engine`` protocol, in one registry.
+
+``get_engine("vllm")`` looks one up; a new engine is one module with a ``BaseEngine``
+subclass, registered with ``register`` or the ``pytest_gpubench_register_engines`` hook.
+"""
 
 from __future__ import annotations
 
-from pytest_gpubench.engines.base import Engine, Launch, ModelRef, ReadyCheck, parse_prometheus
-from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.engines import llamacpp, ollama, sglang, vllm
+from pytest_gpubench.engines.base import BaseEngine, Engine, Launch, ModelRef, ReadyCheck
+from pytest_gpubench.engines.memory import EngineMemory
+from pytest_gpubench.engines.prometheus import parse as parse_prometheus
+from pytest_gpubench.engines.registry import (
+    engine_names,
+    find_engine,
+    get_engine,
+    memory_for,
+    register,
+    unregister,
+)
 
-ENGINE_NAMES = ("vllm", "llamacpp", "sglang", "ollama")
-ALIASES = {"llama.cpp": "llamacpp", "llama-cpp": "llamacpp", "llama_cpp": "llamacpp"}
+for _builtin in (vllm.ENGINE, llamacpp.ENGINE, sglang.ENGINE, ollama.ENGINE):
+    register(_builtin)
 
-
-def get_engine(name: str | Engine) -> Engine:
-    """The engine for a name ("vllm", "llamacpp", "sglang", "ollama"), or the object itself."""
-    if not isinstance(name, str):
-        return name
-    key = ALIASES.get(name.lower(), name.lower())
-    if key == "vllm":
-        from pytest_gpubench.engines.vllm import ENGINE
-    elif key == "llamacpp":
-        from pytest_gpubench.engines.llamacpp import ENGINE
-    elif key == "sglang":
-        from pytest_gpubench.engines.sglang import ENGINE
-    elif key == "ollama":
-        from pytest_gpubench.engines.ollama import ENGINE
-    else:
-        raise GpubenchError(f"unknown engine {name!r}: choose one of {', '.join(ENGINE_NAMES)}")
-    return ENGINE
-
+#: the built-in engines (``engine_names()`` also lists those plugins registered)
+ENGINE_NAMES = tuple(engine_names())
 
 __all__ = [
     "ENGINE_NAMES",
+    "BaseEngine",
     "Engine",
+    "EngineMemory",
     "Launch",
     "ModelRef",
     "ReadyCheck",
+    "engine_names",
+    "find_engine",
     "get_engine",
+    "memory_for",
     "parse_prometheus",
+    "register",
+    "unregister",
 ]

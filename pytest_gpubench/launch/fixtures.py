@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pytest_gpubench.engines.registry import engine_names
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.launch import cleanup
 from pytest_gpubench.launch.pool import ServerPool
@@ -82,8 +83,9 @@ def llm_server(request: pytest.FixtureRequest, gpubench_server_pool: ServerPool)
 
     def factory(engine: Any = None, model: Any = None, **how: Any) -> Server:
         if engine is None:
-            pytest.fail("llm_server needs engine=: 'vllm', 'llamacpp', 'sglang' or 'ollama'",
-                        pytrace=False)  # fmt: skip
+            *rest, last = [repr(n) for n in engine_names()]
+            names = f"{', '.join(rest)} or {last}" if rest else last
+            pytest.fail(f"llm_server needs engine=: {names}", pytrace=False)
         if model is None and marker is not None and marker.args:
             model = marker.args[0]
             if marker.kwargs.get("context") and "context" not in (how.get("options") or {}):
@@ -101,6 +103,8 @@ def llm_server(request: pytest.FixtureRequest, gpubench_server_pool: ServerPool)
             pytest.fail(problem, pytrace=False)
         if server not in used:
             used.append(server)
+        # the engine's version as its server reports it goes into the baseline's environment
+        state(request.config).baselines.engines[server.engine.name] = server.version or "unknown"
         return server
 
     yield factory

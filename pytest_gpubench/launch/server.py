@@ -29,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from pytest_gpubench.engines.base import Engine, ModelRef, counters, parse_prometheus
+from pytest_gpubench.engines.base import Engine, ModelRef, counters
+from pytest_gpubench.engines.prometheus import parse as parse_prometheus
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.launch.base import DEFAULT_GRACE_S, Handle, StartRequest
 from pytest_gpubench.launch.logs import TAIL_LINES, ServerLog

@@ -8,7 +8,8 @@ import pytest
 
 from pytest_gpubench.devices.select import SelectedDevice
 from pytest_gpubench.results.baseline import from_document
-from pytest_gpubench.results.baseline_run import BaselineRun, document
+from pytest_gpubench.results.baseline_run import BaselineRun
+from pytest_gpubench.results.document import document
 from pytest_gpubench.selection.fit import Verdict
 
 
@@ -49,7 +50,7 @@ def comparison_lines(
     """This run (first column) against the --gpubench-compare-to devices."""
     from pytest_gpubench.report.compare import comparison_frame, to_text  # pandas: only here
 
-    doc = document(config, run, device, verdicts)
+    doc = document(config, run.engines, device, verdicts)
     if doc is None:
         return ["no benchmark ran, nothing to compare"]
     current = from_document(Path(f"this run ({device.name})"), doc)

@@ -1,7 +1,7 @@
 """The collection-time verdict for one test on the selected device: run, or skip and why.
 
 The memory need comes from ``needs_vram`` when a test states one, else from the ``model``
-marker through the estimator (``pytest_gpubench.models.estimate``), whose ``Need`` carries the
+marker through the estimator (``pytest_gpubench.selection.estimate``), whose ``Need`` carries the
 breakdown; the same verdict, skip reason and end-of-run section serve both.
 """
 
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_gpubench.devices.profile import DeviceProfile
+from pytest_gpubench.engines.registry import memory_for
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.models.estimate import estimate
+from pytest_gpubench.selection.estimate import estimate
 from pytest_gpubench.selection.markers import Requirements
 
 
@@ -71,17 +72,15 @@ def need_for(nodeid: str, req: Requirements) -> Need | None:
     return Need(est.need_gib, est.per_gpu, est.breakdown, source="model")
 
 
-GGUF_OVERHEAD_GIB = 1.0  # llama.cpp compute buffer + CUDA context (models/engine_memory.py)
-
-
 def gguf_need(path: Path) -> Need:
     """A local GGUF carries no config.json: its weights are the file; the KV cache is not
     estimated (say so), so the need is a floor, not the whole figure."""
     weights = path.stat().st_size / 2**30
+    overhead = memory_for("llamacpp").overhead_gib
     return Need(
-        weights + GGUF_OVERHEAD_GIB,
+        weights + overhead,
         False,
-        f"{path.name}: weights {weights:.1f} (file) + overhead {GGUF_OVERHEAD_GIB:.1f}, KV not "
+        f"{path.name}: weights {weights:.1f} (file) + overhead {overhead:.1f}, KV not "
         "estimated (no config.json)",
         source="gguf file",
     )

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import pytest
 
 from pytest_gpubench.devices.profile import ProfileSet, unknown_device_message
+from pytest_gpubench.engines.registry import is_known, memory_for
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.models import engine_memory, formats, kvcache
-from pytest_gpubench.models.estimate import ModelRequest, parse_context
+from pytest_gpubench.models import formats, kvcache
+from pytest_gpubench.selection.estimate import ModelRequest, parse_context
 
 CATEGORIES: dict[str, str] = {
     "llm_inference": "LLM serving/inference benchmark (select with -m llm_inference)",
@@ -91,7 +92,6 @@ def _vram(item: pytest.Item, mark: pytest.Mark) -> tuple[float, bool]:
 
 
 _MODEL_KWARGS = {"quant", "context", "concurrency", "engine", "kv_dtype", "tensor_parallel"}
-_KNOWN_ENGINES = {*engine_memory.ENGINES, *engine_memory.ALIASES}
 
 
 def _model(item: pytest.Item, mark: pytest.Mark) -> ModelRequest:
@@ -112,7 +112,7 @@ def _model(item: pytest.Item, mark: pytest.Mark) -> ModelRequest:
     for key in _MODEL_KWARGS - set(kw):
         if key in params and params[key] is not None:
             value = params[key]
-            if key == "engine" and isinstance(value, str) and value.lower() not in _KNOWN_ENGINES:
+            if key == "engine" and isinstance(value, str) and not is_known(value):
                 continue  # an engine the estimator does not model: keep the default
             kw[key] = value
     try:
@@ -125,7 +125,7 @@ def _model(item: pytest.Item, mark: pytest.Mark) -> ModelRequest:
         if kw.get("quant"):
             formats.get_format(kw["quant"])
         if kw.get("engine"):
-            engine_memory.get_engine(kw["engine"])
+            memory_for(kw["engine"])
         if kw.get("kv_dtype"):
             kvcache.kv_bytes_per_element(kw["kv_dtype"])
         context = parse_context(kw["context"]) if kw.get("context") is not None else None
@@ -182,3 +182,24 @@ def requirements(item: pytest.Item, profiles: ProfileSet) -> Requirements:
     return Requirements(
         tuple(dict.fromkeys(devices)), vram, per_gpu, tuple(categories), model, gpus
     )
+
+
+def tolerances(item: pytest.Item) -> dict[str, float]:
+    """The ``gpubench_tolerance(metric=fraction)`` marker, validated."""
+    mark = item.get_closest_marker("gpubench_tolerance")
+    if mark is None:
+        return {}
+    if mark.args:
+        raise GpubenchError(
+            f"{item.nodeid}: marker @pytest.mark.gpubench_tolerance takes metric=fraction "
+            f"keywords, e.g. gpubench_tolerance(output_tok_s=0.1); got {mark.args!r}"
+        )
+    result = {}
+    for name, value in mark.kwargs.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 10:
+            raise GpubenchError(
+                f"{item.nodeid}: marker @pytest.mark.gpubench_tolerance: {name}={value!r} must "
+                "be a fraction such as 0.1 (10%)"
+            )
+        result[name] = float(value)
+    return result

@@ -28,10 +28,11 @@ from typing import Any, Protocol, runtime_checkable
 import pytest
 
 from pytest_gpubench.bench.gpubench import GpuBench
+from pytest_gpubench.engines import Engine, find_engine
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import mean_ci
-from pytest_gpubench.serving.client import RequestResult, StreamingClient
+from pytest_gpubench.serving.client import RequestResult, RequestSpec, StreamingClient
 from pytest_gpubench.serving.metrics import (
     SERVING_METRICS,
     check_slo,
@@ -60,10 +61,50 @@ class ServerLike(Protocol):
     model: str
 
 
-def engine_name(server: Any) -> str | None:
+def engine_of(server: Any) -> Engine | None:
+    """The server's ``Engine``: ``llm_server`` servers carry it; an external server may name
+    it (``engine="vllm"``) or not (None: its numbers are read with every engine's names)."""
+    engine = getattr(server, "engine", None)
+    if engine is None or isinstance(engine, str):
+        return find_engine(engine) if engine else None
+    if isinstance(engine, Engine):  # every member of the protocol present
+        return engine
+    name = getattr(engine, "name", None)  # something naming an engine: the registered one
+    return find_engine(name) if isinstance(name, str) else None
+
+
+def _engine_label(server: Any) -> str | None:
     engine = getattr(server, "engine", None)
     name = getattr(engine, "name", engine if isinstance(engine, str) else None)
     return str(name) if name else None
+
+
+def _headers(server: Any) -> dict[str, str]:
+    """The headers every request to this server needs (``Server.headers``: its API key)."""
+    headers = getattr(server, "headers", None)
+    return dict(headers) if isinstance(headers, Mapping) else {}
+
+
+@dataclass
+class ServePlan:
+    """One ``serve_bench`` call, decided: the server, the load and every request, built
+    before any clock starts."""
+
+    base_url: str
+    model: str
+    engine: Engine | None
+    headers: dict[str, str]
+    load: LoadSpec
+    specs: list[RequestSpec]
+    warm_specs: list[RequestSpec]
+    adaptive: Adaptive | None
+    rounds: int
+    slo_ms: dict[str, float]
+    max_error_rate: float
+    ignore_eos: bool
+    timeout_s: float
+    transport: str
+    info: dict[str, Any]
 
 
 @dataclass
@@ -125,7 +166,7 @@ class ServeBench:
         self.progress_mode = progress_mode
 
     # -- helpers ---------------------------------------------------------------------------
-    def _check_server(self, server: Any) -> tuple[str, str, str | None]:
+    def _check_server(self, server: Any) -> tuple[str, str, Engine | None]:
         base_url = getattr(server, "base_url", None)
         model = getattr(server, "model", None)
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
@@ -139,17 +180,18 @@ class ServeBench:
                 f"serve_bench(server): base_url {base_url!r} must not end with /v1 "
                 "(give http://host:port)"
             )
-        return base_url.rstrip("/"), model, engine_name(server)
+        return base_url.rstrip("/"), model, engine_of(server)
 
     def _tokenizer(
         self,
         tokenizer: Tokenizer | str | Path | None,
         base_url: str,
         model: str,
-        engine: str | None,
+        engine: Engine | None,
+        headers: Mapping[str, str] | None = None,
     ) -> Tokenizer:
         if tokenizer is None:
-            return ServerTokenizer(base_url, model, engine)
+            return ServerTokenizer(base_url, model, engine, headers)
         if isinstance(tokenizer, str | Path):
             return LocalTokenizer(tokenizer)
         return tokenizer
@@ -215,12 +257,70 @@ class ServeBench:
         transport: str = "aiohttp",
         extra_body: Mapping[str, Any] | None = None,
     ) -> ServeResult:
+        plan = self._build(
+            server,
+            num_prompts=num_prompts,
+            load=LoadSpec(
+                concurrency=concurrency,
+                rate=float(request_rate),
+                arrival=arrival,  # type: ignore[arg-type]
+                burstiness=burstiness,
+                num_requests=None if duration_s is not None else num_prompts,
+                duration_s=duration_s,
+                warmups=warmups,
+                seed=seed,
+            ),
+            workload=dict(
+                input_len=input_len,
+                output_len=output_len,
+                range_ratio=range_ratio,
+                prefix_len=prefix_len,
+                endpoint=endpoint,
+                images=images,
+                image_buckets=image_buckets,
+                image_format=image_format,
+                prompts_file=prompts_file,
+                preset=preset,
+                ignore_eos=ignore_eos,
+                seed=seed,
+                extra=dict(extra_body or {}),
+            ),
+            tokenizer=tokenizer,
+            rounds=rounds,
+            precision=precision,
+            max_requests=max_requests,
+            slo=slo,
+            max_error_rate=max_error_rate,
+            timeout_s=timeout_s,
+            transport=transport,
+        )
+        runs, times = self._run_rounds(plan)
+        return self._aggregate(plan, runs, recorded=bool(times))
+
+    # -- build: everything decided and every request made before a clock starts ------------
+    def _build(
+        self,
+        server: ServerLike,
+        *,
+        num_prompts: int | None,
+        load: LoadSpec,
+        workload: dict[str, Any],
+        tokenizer: Tokenizer | str | Path | None,
+        rounds: int,
+        precision: float | None,
+        max_requests: int,
+        slo: Mapping[str, float] | None,
+        max_error_rate: float | None,
+        timeout_s: float,
+        transport: str,
+    ) -> ServePlan:
         base_url, model, engine = self._check_server(server)
-        fixed_text = preset is not None or prompts_file is not None
-        if endpoint is None:
-            endpoint = "chat" if images or preset else "completions"
-        if ignore_eos is None:
-            ignore_eos = not fixed_text
+        fixed_text = workload["preset"] is not None or workload["prompts_file"] is not None
+        if workload["endpoint"] is None:
+            chat = workload["images"] or workload["preset"]
+            workload["endpoint"] = "chat" if chat else "completions"
+        if workload["ignore_eos"] is None:
+            workload["ignore_eos"] = not fixed_text
         if precision is not None and not 0 < precision < 1:
             raise GpubenchError(f"precision must be a fraction such as 0.02, got {precision}")
         if max_error_rate is None:
@@ -231,116 +331,138 @@ class ServeBench:
             raise GpubenchError(f"rounds must be >= 1, got {rounds}")
         if precision is not None and rounds != 1:
             raise GpubenchError("precision (adaptive mode) runs one round; drop rounds")
+        if transport not in ("aiohttp", "httpx"):
+            raise GpubenchError(f"transport must be 'aiohttp' or 'httpx', got {transport!r}")
         slo_ms = check_slo(slo)
-        load = LoadSpec(
-            concurrency=concurrency,
-            rate=float(request_rate),
-            arrival=arrival,  # type: ignore[arg-type]
-            burstiness=burstiness,
-            num_requests=None if duration_s is not None else num_prompts,
-            duration_s=duration_s,
-            warmups=warmups,
-            seed=seed,
-        )
-        workload = Workload(
-            input_len=input_len,
-            output_len=output_len,
-            range_ratio=range_ratio,
-            prefix_len=prefix_len,
-            endpoint=endpoint,  # type: ignore[arg-type]
-            images=images,
-            image_buckets=image_buckets,
-            image_format=image_format,
-            prompts_file=prompts_file,
-            preset=preset,
-            ignore_eos=ignore_eos,
-            seed=seed,
-            extra=dict(extra_body or {}),
-        )
-        tok = self._tokenizer(tokenizer, base_url, model, engine) if workload.random_text else None
+        spec = Workload(**workload)
+        headers = _headers(server)
+        tok = None
+        if spec.random_text:
+            tok = self._tokenizer(tokenizer, base_url, model, engine, headers)
         adaptive = None
         if precision is not None:
-            adaptive = Adaptive(precision, max_requests, block=max(concurrency or 1, 5))
+            adaptive = Adaptive(precision, max_requests, block=max(load.concurrency or 1, 5))
             pool = max_requests
-        elif duration_s is not None:
+        elif load.duration_s is not None:
             pool = min(max_requests, 1000)
         else:
-            pool = int(num_prompts or 1)
+            pool = int(load.num_requests or 1)
         try:
-            specs = RequestFactory(workload, tok, stream=0).take(pool)
-            warm_specs = RequestFactory(workload, tok, stream=1).take(warmups) if warmups else []
+            specs = RequestFactory(spec, tok, stream=0).take(pool)
+            warm = RequestFactory(spec, tok, stream=1).take(load.warmups) if load.warmups else []
         finally:
             if isinstance(tok, ServerTokenizer):
                 tok.close()
+        info = {
+            "engine": engine.name if engine is not None else _engine_label(server),
+            "model": model,
+            "endpoint": spec.endpoint,
+            "input_len": spec.input_len,
+            "output_len": spec.output_len,
+            "range_ratio": spec.range_ratio,
+            "prefix_len": spec.prefix_len,
+            "images": spec.images,
+            "preset": spec.preset,
+            "prompts_file": str(spec.prompts_file) if spec.prompts_file else None,
+            "num_prompts": num_prompts,
+            "concurrency": load.concurrency,
+            "warmups": load.warmups,
+            "request_rate": None if math.isinf(load.rate) else load.rate,
+            "arrival": load.arrival,
+            "burstiness": load.burstiness,
+            "duration_s": load.duration_s,
+            "rounds": rounds,
+            "precision": precision,
+            "ignore_eos": spec.ignore_eos,
+            "seed": spec.seed,
+        }
+        return ServePlan(
+            base_url=base_url,
+            model=model,
+            engine=engine,
+            headers=headers,
+            load=load,
+            specs=specs,
+            warm_specs=warm,
+            adaptive=adaptive,
+            rounds=rounds,
+            slo_ms=slo_ms,
+            max_error_rate=max_error_rate,
+            ignore_eos=bool(spec.ignore_eos),
+            timeout_s=timeout_s,
+            transport=transport,
+            info=info,
+        )
 
+    # -- run rounds: the only part under the clock -----------------------------------------
+    def _run_rounds(self, plan: ServePlan) -> tuple[list[RunResult], list[float]]:
         runs: list[RunResult] = []
         loop = asyncio.new_event_loop()
         client = loop.run_until_complete(
-            _make_client(base_url, model, transport, timeout_s, concurrency)
+            _make_client(
+                plan.base_url,
+                plan.model,
+                plan.engine,
+                plan.headers,
+                plan.transport,
+                plan.timeout_s,
+                plan.load.concurrency,
+            )
         )
-        total = None if (duration_s or adaptive) else len(specs) * rounds
+        total = None if (plan.load.duration_s or plan.adaptive) else len(plan.specs) * plan.rounds
+        label = plan.info["engine"] or "server"
         try:
-            with self._progress(total, f"{engine or 'server'} {model}") as bar:
+            with self._progress(total, f"{label} {plan.model}") as bar:
 
                 def setup() -> None:
-                    loop.run_until_complete(run_warmups(client, warm_specs, concurrency))
+                    loop.run_until_complete(
+                        run_warmups(client, plan.warm_specs, plan.load.concurrency)
+                    )
 
                 def one_round() -> RunResult:
-                    before = scrape(base_url)
+                    before = scrape(plan.base_url, plan.engine, headers=plan.headers)
                     run = loop.run_until_complete(
                         run_load(
                             client,
-                            specs,
-                            load,
-                            adaptive=adaptive,
+                            plan.specs,
+                            plan.load,
+                            adaptive=plan.adaptive,
                             on_done=(lambda _r: bar.update(1)) if bar is not None else None,
                         )
                     )
-                    run.server = server_deltas(before, scrape(base_url)) if before else {}
+                    after = scrape(plan.base_url, plan.engine, headers=plan.headers)
+                    run.server = server_deltas(before, after, plan.engine) if before else {}
                     runs.append(run)
                     return run
 
                 _, times = self.gpubench.time(
-                    one_round, rounds=rounds, warmup_rounds=0, setup=setup if warm_specs else None
+                    one_round,
+                    rounds=plan.rounds,
+                    warmup_rounds=0,
+                    setup=setup if plan.warm_specs else None,
                 )
         finally:
             loop.run_until_complete(client.aclose())
             loop.close()
+        return runs, times
 
-        metrics = self._metrics(runs, slo_ms, ignore_eos, adaptive)
+    # -- aggregate: metrics, recording, the checks that fail a test ------------------------
+    def _aggregate(self, plan: ServePlan, runs: list[RunResult], recorded: bool) -> ServeResult:
+        metrics = self._metrics(runs, plan.slo_ms, plan.ignore_eos, plan.adaptive)
+        metrics.update(self._plugin_metrics(runs, metrics))
         info = {
-            "engine": engine,
-            "model": model,
-            "endpoint": endpoint,
-            "input_len": input_len,
-            "output_len": output_len,
-            "range_ratio": range_ratio,
-            "prefix_len": prefix_len,
-            "images": images,
-            "preset": preset,
-            "prompts_file": str(prompts_file) if prompts_file else None,
-            "num_prompts": num_prompts,
-            "concurrency": concurrency,
-            "warmups": warmups,
-            "request_rate": None if math.isinf(request_rate) else request_rate,
-            "arrival": arrival,
-            "burstiness": burstiness,
-            "duration_s": duration_s,
-            "rounds": rounds,
-            "precision": precision,
-            "ignore_eos": ignore_eos,
-            "seed": seed,
+            **plan.info,
             "requests_used": sum(len(r.results) for r in runs),
             "stopped_by": runs[-1].stopped_by if runs else None,
-            "slo_ms": slo_ms or None,
+            "slo_ms": plan.slo_ms or None,
         }
         result = ServeResult(metrics, runs, info)
-        if times:  # not under --benchmark-disable
+        if recorded:  # not under --benchmark-disable
             self._record(metrics)
             extra = self.gpubench.benchmark.extra_info
             extra["serving"] = info
             extra["requests"] = result_rows(result.results)
-        self._check(result, max_error_rate, ignore_eos)
+        self._check(result, plan.max_error_rate, plan.ignore_eos)
         return result
 
     def _metrics(
@@ -381,6 +503,30 @@ class ServeBench:
                 m.name, m.value, m.unit, m.higher_is_better, spread, m.description
             )
         return metrics
+
+    def _plugin_metrics(
+        self, runs: Sequence[RunResult], builtin: Mapping[str, Metric]
+    ) -> dict[str, Metric]:
+        """What plugins' ``pytest_gpubench_serving_metrics`` add (see hookspec.py)."""
+        results = [r for run in runs for r in run.results]
+        duration = sum(run.duration for run in runs)
+        out: dict[str, Metric] = {}
+        for found in self.request.config.hook.pytest_gpubench_serving_metrics(
+            results=results, duration_s=duration
+        ):
+            for name, m in (found or {}).items():
+                if not isinstance(m, Metric) or m.name != name:
+                    raise GpubenchError(
+                        f"pytest_gpubench_serving_metrics returned {name!r}: {m!r}; return "
+                        "{name: Metric(name, value, unit, higher_is_better)}"
+                    )
+                if name in builtin or name in out:
+                    raise GpubenchError(
+                        f"pytest_gpubench_serving_metrics: metric {name!r} is already recorded; "
+                        "give the plugin's metric its own name"
+                    )
+                out[name] = m
+        return out
 
     def _check(self, result: ServeResult, max_error_rate: float, ignore_eos: bool) -> None:
         m = result.metrics
@@ -434,9 +580,10 @@ class ServeBench:
         ``ttft_ms.d<depth>`` per depth; one pytest-benchmark round is the whole sweep.
         """
         base_url, model, engine = self._check_server(server)
+        headers = _headers(server)
         if not depths or any(int(d) < 0 for d in depths):
             raise GpubenchError(f"depths must be non-negative token counts, got {list(depths)}")
-        tok = self._tokenizer(tokenizer, base_url, model, engine)
+        tok = self._tokenizer(tokenizer, base_url, model, engine, headers)
         try:
             by_depth = depth_requests(
                 tok,
@@ -450,7 +597,9 @@ class ServeBench:
             if isinstance(tok, ServerTokenizer):
                 tok.close()
         loop = asyncio.new_event_loop()
-        client = loop.run_until_complete(_make_client(base_url, model, "aiohttp", timeout_s, 1))
+        client = loop.run_until_complete(
+            _make_client(base_url, model, engine, headers, "aiohttp", timeout_s, 1)
+        )
         results: dict[int, list[RequestResult]] = {}
 
         def sweep() -> None:
@@ -515,16 +664,26 @@ def _named(base: str, depth: int, value: float, spread: Mapping[str, float]) -> 
 
 
 async def _make_client(
-    base_url: str, model: str, transport: str, timeout_s: float, concurrency: int | None
+    base_url: str,
+    model: str,
+    engine: Engine | None,
+    headers: Mapping[str, str],
+    transport: str,
+    timeout_s: float,
+    concurrency: int | None,
 ) -> StreamingClient:
-    if transport not in ("aiohttp", "httpx"):
-        raise GpubenchError(f"transport must be 'aiohttp' or 'httpx', got {transport!r}")
+    """The load client for one server: its API key, its engine's timings parser."""
+    kw: dict[str, Any] = {}
+    if engine is not None:
+        kw["timings"] = engine.response_timings
     return StreamingClient(
         base_url,
         model,
         transport=transport,  # type: ignore[arg-type]
         timeout_s=timeout_s,
         connections=max(concurrency or 1024, 1),
+        headers=headers,
+        **kw,
     )
 
 

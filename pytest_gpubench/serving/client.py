@@ -21,8 +21,11 @@ import itertools
 import json
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from pytest_gpubench.engines.registry import engines
 
 Endpoint = Literal["completions", "chat"]
 TransportName = Literal["aiohttp", "httpx"]
@@ -61,7 +64,7 @@ class RequestResult:
     token_times: list[float] = field(default_factory=list)  # absolute time of each text chunk
     usage_prompt_tokens: int | None = None
     usage_completion_tokens: int | None = None
-    server_timings: dict[str, Any] | None = None  # llama.cpp's per-response ``timings``
+    server_timings: dict[str, Any] | None = None  # the engine's ``response_timings``
     finish_reason: str | None = None
     responded: bool = False  # an HTTP status came back (a failure after that is not retried)
     attempts: int = 0
@@ -105,8 +108,29 @@ def build_payload(spec: RequestSpec, model: str, extra: dict[str, Any] | None) -
     return payload
 
 
-def parse_stream(chunks: list[tuple[float, bytes]], result: RequestResult) -> None:
-    """Fill ``result`` from the raw ``(time, bytes)`` reads of one SSE response."""
+TimingsParser = Callable[[Mapping[str, Any]], Mapping[str, float]]
+
+
+def any_engine_timings(body: Mapping[str, Any]) -> Mapping[str, float]:
+    """The server-side timings of a chunk from a server of unknown engine: the first
+    registered engine that finds any (``Engine.response_timings``)."""
+    for engine in engines():
+        found = engine.response_timings(body)
+        if found:
+            return found
+    return {}
+
+
+def parse_stream(
+    chunks: list[tuple[float, bytes]],
+    result: RequestResult,
+    timings: TimingsParser = any_engine_timings,
+) -> None:
+    """Fill ``result`` from the raw ``(time, bytes)`` reads of one SSE response.
+
+    ``timings`` reads the engine's per-response numbers from each event (its
+    ``response_timings``); the last event that has some wins.
+    """
     if not chunks:
         result.error = "empty response: the server sent no data"
         return
@@ -167,8 +191,9 @@ def parse_stream(chunks: list[tuple[float, bytes]], result: RequestResult) -> No
             result.usage_completion_tokens = usage.get(
                 "completion_tokens", result.usage_completion_tokens
             )
-        if isinstance(data.get("timings"), dict):
-            result.server_timings = data["timings"]
+        found = timings(data)
+        if found:
+            result.server_timings = dict(found)
     if result.ttft is None:
         result.error = "the stream ended without generating any text"
         return
@@ -184,14 +209,16 @@ class Transport(Protocol):
 
 
 class AiohttpTransport:
-    def __init__(self, timeout_s: float, connections: int) -> None:
+    def __init__(
+        self, timeout_s: float, connections: int, headers: Mapping[str, str] | None = None
+    ) -> None:
         import aiohttp
 
         self._aiohttp = aiohttp
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             connector=aiohttp.TCPConnector(limit=connections, force_close=False),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
 
     async def post_stream(
@@ -214,13 +241,15 @@ class AiohttpTransport:
 
 
 class HttpxTransport:
-    def __init__(self, timeout_s: float, connections: int) -> None:
+    def __init__(
+        self, timeout_s: float, connections: int, headers: Mapping[str, str] | None = None
+    ) -> None:
         import httpx
 
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
 
     async def post_stream(
@@ -265,13 +294,18 @@ class StreamingClient:
         timeout_s: float = 3600.0,
         connections: int = 1024,
         extra_body: dict[str, Any] | None = None,
+        timings: TimingsParser = any_engine_timings,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        """``timings`` is the engine's ``response_timings`` when the engine is known;
+        ``headers`` go with every request (``Server.headers``: the API key)."""
+        self.timings = timings
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.extra_body = extra_body
         self.timeout_s = timeout_s
         impl = {"aiohttp": AiohttpTransport, "httpx": HttpxTransport}[transport]
-        self.transport: Transport = impl(timeout_s, connections)
+        self.transport: Transport = impl(timeout_s, connections, dict(headers or {}))
 
     async def send(self, spec: RequestSpec, scheduled: float | None = None) -> RequestResult:
         result = RequestResult(spec)
@@ -304,7 +338,7 @@ class StreamingClient:
                 body = chunks[0][1][:300].decode(errors="replace") if chunks else ""
                 result.error = f"HTTP {status}: {body}".strip()
             else:
-                parse_stream(chunks, result)
+                parse_stream(chunks, result, self.timings)
         result.scheduled = result.start if scheduled is None else min(scheduled, result.start)
         return result
 

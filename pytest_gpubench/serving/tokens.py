@@ -8,12 +8,17 @@ is on this machine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
+from pytest_gpubench.engines import Engine, find_engine
 from pytest_gpubench.errors import GpubenchError
+
+#: the ``/tokenize`` request shapes this module speaks (``Engine.tokenize_style``)
+STYLES = ("llamacpp", "vllm")
 
 
 class Tokenizer(Protocol):
@@ -52,11 +57,24 @@ class LocalTokenizer:
 class ServerTokenizer:
     """The server's tokenizer over HTTP: llama.cpp (``content``) or vLLM (``prompt``) shape."""
 
-    def __init__(self, base_url: str, model: str, engine: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        engine: str | Engine | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """``engine`` (an Engine or its name) says which request shape its ``/tokenize``
+        takes; unknown, both shapes are tried. ``headers`` go with every request (an API key)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.client = httpx.Client(timeout=60.0)
-        order = ["vllm", "llamacpp"] if engine in ("vllm", "sglang") else ["llamacpp", "vllm"]
+        self.client = httpx.Client(timeout=60.0, headers=dict(headers or {}))
+        known = find_engine(engine) if isinstance(engine, str) else engine
+        if known is not None:
+            order = [known.tokenize_style] if known.tokenize_style else []
+        else:
+            order = list(STYLES)
+        engine_label = getattr(known, "name", None) or engine
         self.style = ""
         for style in order:
             try:
@@ -69,8 +87,8 @@ class ServerTokenizer:
             self.client.close()
             raise GpubenchError(
                 f"server {self.base_url} has no usable /tokenize endpoint (engine "
-                f"{engine or 'unknown'}); pass tokenizer='path/to/model' with a tokenizer.json "
-                "to count prompt tokens locally"
+                f"{engine_label or 'unknown'}); pass tokenizer='path/to/model' with a "
+                "tokenizer.json to count prompt tokens locally"
             )
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

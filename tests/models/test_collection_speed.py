@@ -11,7 +11,7 @@ import pytest
 
 from pytest_gpubench.devices import load_profiles
 from pytest_gpubench.models import catalog
-from pytest_gpubench.models.estimate import ModelRequest, estimate
+from pytest_gpubench.selection.estimate import ModelRequest, estimate
 from pytest_gpubench.selection.fit import judge
 from pytest_gpubench.selection.markers import Requirements
 

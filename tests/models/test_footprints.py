@@ -14,9 +14,10 @@ from importlib import resources
 
 import pytest
 
-from pytest_gpubench.models import engine_memory, kvcache
+from pytest_gpubench.engines import memory_for
+from pytest_gpubench.models import kvcache
 from pytest_gpubench.models.catalog import load_spec
-from pytest_gpubench.models.estimate import ModelRequest, estimate
+from pytest_gpubench.selection.estimate import ModelRequest, estimate
 
 GIB, MIB, GB = 2**30, 2**20, 1e9
 NP = "nerdpudding/llama_cpp"
@@ -34,7 +35,7 @@ def kv_bytes(model: str, context: int, engine: str, kv_dtype: str) -> float:
 
 def swa_bytes_at_ubatch(model: str, context: int, ubatch: int) -> float:
     spec, _ = load_spec(model)
-    engine = replace(engine_memory.get_engine("llamacpp"), n_ubatch=ubatch)
+    engine = replace(memory_for("llamacpp"), n_ubatch=ubatch)
     cache = kvcache.kv_cache(
         spec,
         tokens=context,

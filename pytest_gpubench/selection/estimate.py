@@ -13,8 +13,9 @@ from functools import lru_cache
 from typing import Any
 
 from pytest_gpubench.devices.profile import DeviceProfile
+from pytest_gpubench.engines.registry import memory_for
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.models import engine_memory, formats, kvcache
+from pytest_gpubench.models import formats, kvcache
 from pytest_gpubench.models.catalog import load_spec
 from pytest_gpubench.models.spec import ModelSpec
 
@@ -162,17 +163,20 @@ def _positive_int(value: Any, what: str) -> int:
     return value
 
 
+def default_engine(spec: ModelSpec, gguf: bool) -> str:
+    """GGUF files run on llama.cpp, safetensors LLMs on vLLM, pipelines/detectors in-process."""
+    if spec.kind in ("image_generation", "object_detection"):
+        return "transformers"
+    return "llamacpp" if gguf else "vllm"
+
+
 @lru_cache(maxsize=4096)
 def estimate(req: ModelRequest) -> Estimate:
     spec, resolved = load_spec(req.model)
     entry = resolved.entry
     quant = req.quant or (entry.default_quant if entry else "bf16")
     fmt = formats.get_format(quant)
-    engine = (
-        engine_memory.get_engine(req.engine)
-        if req.engine
-        else engine_memory.default_engine(spec, fmt.gguf)
-    )
+    engine = memory_for(req.engine or default_engine(spec, fmt.gguf))
     concurrency = _positive_int(req.concurrency, "concurrency")
     tp = _positive_int(req.tensor_parallel, "tensor_parallel")
     context = parse_context(req.context) if req.context is not None else DEFAULT_CONTEXT

@@ -1,0 +1,69 @@
+"""A run as a baseline document, built through pytest-benchmark's own JSON hooks."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from pytest_gpubench.devices.select import SelectedDevice
+from pytest_gpubench.results.baseline import SCHEMA_VERSION
+from pytest_gpubench.results.environment import environment
+from pytest_gpubench.results.locations import measured_gpu
+from pytest_gpubench.selection.fit import Verdict
+
+
+def document(
+    config: pytest.Config,
+    engines: Mapping[str, str],
+    device: SelectedDevice,
+    verdicts: dict[str, Verdict],
+) -> dict[str, Any] | None:
+    """This run as a baseline document, built through pytest-benchmark's own JSON hooks;
+    ``engines`` are the versions of the servers that ran."""
+    session = getattr(config, "_benchmarksession", None)  # pytest-benchmark's per-run state
+    if session is None or not session.benchmarks:
+        return None
+    hook = config.hook
+    machine_info = hook.pytest_benchmark_generate_machine_info(config=config)
+    hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+    commit_info = hook.pytest_benchmark_generate_commit_info(config=config)
+    hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    doc = hook.pytest_benchmark_generate_json(
+        config=config,
+        benchmarks=session.benchmarks,
+        include_data=False,
+        machine_info=machine_info,
+        commit_info=commit_info,
+    )
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    for bench in doc["benchmarks"]:
+        bench.setdefault("extra_info", {})["gpubench"] = {"key": bench["fullname"], "date": now}
+    det = device.detection
+    env = environment(engines)
+    env["commit"] = commit_info.get("id", "")
+    doc["gpubench"] = {
+        "schema": SCHEMA_VERSION,
+        "kind": "measured",
+        "device": {
+            "profile": device.name,
+            "gpu": measured_gpu(device),
+            "gpus": [g.name for g in det.gpus],
+            "driver": det.driver,
+            "cuda": det.cuda,
+        },
+        "environment": env,
+        "skipped": {
+            v.nodeid: {
+                "reason": v.reason,
+                "did_not_fit": v.did_not_fit,
+                "need_gib": v.need.gib if v.need else None,
+                "available_gib": v.available_gib,
+            }
+            for v in verdicts.values()
+            if not v.runs
+        },
+    }
+    return doc

@@ -1,0 +1,160 @@
+"""The package's layers, read from its imports: no import reaches up, and there is no cycle.
+
+Every ``import``/``from ... import`` in the package's source counts, including those inside
+functions and under ``TYPE_CHECKING`` (a lazy import is still a dependency). A package may
+import only packages in lower layers; its ``fixture``/``fixtures`` module is the exception
+that pytest needs: it sits above ``state`` (it reads the run's state from there), and only
+the plugin loads it, by name.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+import pytest_gpubench
+
+PACKAGE = Path(pytest_gpubench.__file__).parent
+
+# lowest first; a name is a top-level module or package of pytest_gpubench
+LAYERS: list[set[str]] = [
+    {"__init__", "errors"},
+    {"settings"},
+    {"devices"},
+    {"models"},
+    {"metrics"},
+    {"engines"},
+    {"selection"},
+    {"results"},
+    {"launch"},
+    {"bench"},
+    {"serving"},
+    {"workloads"},
+    {"distributed"},
+    {"report"},
+    {"cli"},
+    {"testing"},
+    {"state"},
+    {"<fixtures>"},
+    {"hookspec"},
+    {"plugin"},
+]
+RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+GLUE = {"__init__", "plugin", "hookspec", "state", "settings", "errors"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                targets = [f"{target}.{a.name}" for a in node.names] + [target]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for target in targets:
+                if target in modules and target != name:
+                    found.add(target)
+                    break
+        edges[name] = found
+    return edges
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "__init__"
+    if len(parts) >= 3 and parts[-1] in ("fixture", "fixtures"):
+        return "<fixtures>"
+    return parts[1]
+
+
+def test_every_top_level_name_has_a_layer() -> None:
+    names = {layer_of(m) for m in graph()}
+    assert names - set(RANK) == set(), "add new packages to LAYERS"
+
+
+def test_the_top_level_holds_only_the_plugins_glue() -> None:
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert modules <= GLUE, f"top-level modules that belong in a package: {modules - GLUE}"
+
+
+def test_no_import_reaches_up_or_across() -> None:
+    wrong = []
+    for module, deps in graph().items():
+        for dep in deps:
+            a, b = layer_of(module), layer_of(dep)
+            if a == b or b == "__init__":
+                continue
+            if RANK[b] >= RANK[a] or b in ("plugin", "<fixtures>"):
+                wrong.append(f"{module} -> {dep} ({a} is not above {b})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_import_cycle() -> None:
+    edges = graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    assert not cycles, cycles
+
+
+@pytest.mark.parametrize("bad", ["pytest_gpubench.plugin", "pytest_gpubench.state"])
+def test_the_check_sees_an_upward_import(bad: str, monkeypatch) -> None:
+    """The checks above can fail: a model module importing the plugin or the state is seen."""
+    edges = graph()
+    edges["pytest_gpubench.models.spec"] = {*edges["pytest_gpubench.models.spec"], bad}
+    monkeypatch.setattr(sys.modules[__name__], "graph", lambda: edges)
+    with pytest.raises(AssertionError):
+        test_no_import_reaches_up_or_across()
+
+
+def test_the_check_sees_a_cycle(monkeypatch) -> None:
+    edges = graph()
+    edges["pytest_gpubench.models.kvcache"] = {"pytest_gpubench.models.catalog"}
+    edges["pytest_gpubench.models.catalog"] = {"pytest_gpubench.models.kvcache"}
+    monkeypatch.setattr(sys.modules[__name__], "graph", lambda: edges)
+    with pytest.raises(AssertionError):
+        test_no_import_cycle()
