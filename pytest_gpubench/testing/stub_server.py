@@ -12,7 +12,7 @@ It speaks HTTP/1.1 with keep-alive and chunked transfer encoding on plain asynci
   when ``stream_options.include_usage``; llama.cpp-style ``timings`` with ``--timings``);
 - ``POST /tokenize`` and ``/detokenize`` (llama.cpp's shapes) with a word-level tokenizer:
   every whitespace-separated word is one token, token ``i`` is the word ``w<i>``;
-- ``GET /health``, ``/v1/models`` and ``/metrics`` (Prometheus text).
+- ``GET /health``, ``/version``, ``/v1/models`` and ``/metrics`` (Prometheus text).
 
 Run it as ``python -m pytest_gpubench.testing.stub_server --port 0``; it prints
 ``listening <port>`` once it accepts connections. ``start_stub_server`` does that for tests
@@ -36,6 +36,7 @@ from typing import Any
 
 VOCAB = 32000
 MODEL = "stub-model"
+VERSION = "stub-1.0"
 
 
 def tokenize(text: str) -> list[int]:
@@ -119,6 +120,8 @@ class StubServer:
             await self.reply(
                 w, 200, {"content": detokenize(req.get("tokens", []))}, "application/json"
             )
+        elif path == "/version":
+            await self.reply(w, 200, {"version": VERSION}, "application/json")
         elif path == "/health":
             await self.reply(w, 200, {"status": "ok"}, "application/json")
         elif path == "/v1/models":
@@ -246,9 +249,9 @@ class StubServer:
         await w.drain()
 
 
-async def serve(port: int, behaviour: Behaviour) -> None:
+async def serve(port: int, behaviour: Behaviour, host: str = "127.0.0.1") -> None:
     stub = StubServer(behaviour)
-    server = await asyncio.start_server(stub.handle, "127.0.0.1", port, limit=2**24)
+    server = await asyncio.start_server(stub.handle, host, port, limit=2**24)
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
@@ -256,6 +259,7 @@ async def serve(port: int, behaviour: Behaviour) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--tokens-per-s", type=float, default=0.0)
     p.add_argument("--ttft-ms", type=float, default=0.0)
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         a.timings,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(a.port, behaviour))
+        asyncio.run(serve(a.port, behaviour, a.host))
 
 
 @dataclass
