@@ -21,7 +21,7 @@ from pytest_gpubench.devices.profile import DeviceProfile
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics import roofline
 from pytest_gpubench.metrics.core import Metric
-from pytest_gpubench.metrics.stats import summarize
+from pytest_gpubench.metrics.stats import rate_interval, spread_of, summarize
 from pytest_gpubench.results.record import record_metric, record_note
 
 
@@ -174,18 +174,16 @@ class GpuBench:
             return result
         secs = summarize(times)
         rates = summarize([work / t for t in times])
+        low, high = rate_interval(work, secs)
         self.metric(
             f"{unit}_per_s",
             work / secs.mean,  # total work / total time, not the mean of per-round rates
             f"{unit}/s",
             True,
             spread={
-                "rounds": secs.n,
-                "median": rates.median,
-                "min": rates.min,
-                "max": rates.max,
-                "ci95_low": work / secs.ci95_high if secs.ci95_high > 0 else rates.min,
-                "ci95_high": work / secs.ci95_low if secs.ci95_low > 0 else rates.max,
+                **spread_of(rates, ("median", "min", "max")),
+                "ci95_low": low,
+                "ci95_high": high,
             },
             headline=True,
         )

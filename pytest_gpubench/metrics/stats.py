@@ -3,7 +3,8 @@
 Percentiles use linear interpolation (numpy's default, which ``vllm bench serve`` also uses),
 so our p99 of the same samples equals theirs. Confidence intervals on a mean use Student's t
 (scipy) because rounds are few: with 5 rounds the normal approximation would understate the
-interval by ~40%.
+interval by ~40%. ``spread_of`` and ``rate_interval`` turn a summary into the ``spread`` a
+metric records, so every benchmark stores the same keys computed the same way.
 """
 
 from __future__ import annotations
@@ -65,3 +66,36 @@ def summarize(values: Sequence[float]) -> Summary:
         ci95_low=low,
         ci95_high=high,
     )
+
+
+# What a time's or a rate's spread records by default (after "rounds"), in this order.
+SPREAD_KEYS = ("median", "min", "max", "std", "ci95_low", "ci95_high")
+
+
+def spread_of(summary: Summary, keys: Sequence[str] = SPREAD_KEYS) -> dict[str, float]:
+    """The ``spread`` of a metric that is a time or a rate: ``rounds`` then ``keys``, in order.
+
+    Fields come from ``Summary.as_dict``; its ``n`` is stored as ``rounds``, the name results
+    tables and baselines read. A t interval's lower end is clamped at 0: with few noisy rounds
+    it can dip below zero, but no time or rate can.
+    """
+    fields = summary.as_dict()
+    out = {"rounds": fields["n"], **{key: fields[key] for key in keys}}
+    if "ci95_low" in out:
+        out["ci95_low"] = max(0.0, out["ci95_low"])
+    return out
+
+
+def rate_interval(work: float, seconds: Summary) -> tuple[float, float]:
+    """95% interval of the rate ``work / mean round time``: the time's interval, inverted.
+
+    Rates are reported as total work over total time, which is ``work`` over the mean round
+    time, not the mean of per-round rates (a different number when rounds vary). ``x -> work/x``
+    is decreasing, so the time's interval ``[lo, hi]`` maps to ``[work/hi, work/lo]`` with the
+    same 95% coverage: ``lo <= mean <= hi`` exactly when ``work/hi <= work/mean <= work/lo``.
+    Where an end of the time's interval is not positive (few, noisy rounds) the inversion has no
+    finite value, so the slowest (for the low end) or fastest (high end) round's rate stands in.
+    """
+    low = work / seconds.ci95_high if seconds.ci95_high > 0 else work / seconds.max
+    high = work / seconds.ci95_low if seconds.ci95_low > 0 else work / seconds.min
+    return low, high

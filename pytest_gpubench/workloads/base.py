@@ -1,19 +1,24 @@
 """What every in-process workload shares: device and dtype, model building, run records.
 
-Imports torch at the top: import this only after ``extras.require`` succeeded.
+``InProcessWorkload`` is the one base the fine-tune, detection, generate and diffusion
+workloads build on: it resolves the model source, device and dtype from the settings, runs the
+workload under the right CPU thread count and records the run's facts, so each workload only
+says what it builds and what it measures. Imports torch at the top: import this only after
+``extras.require`` succeeded.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 
 from pytest_gpubench.workloads import memory
+from pytest_gpubench.workloads.resident import resident
 from pytest_gpubench.workloads.synthetic import WeightsChoice, catalog_config, choose_weights
 from pytest_gpubench.workloads.tiny import tiny_config
 
@@ -189,4 +194,73 @@ def record_roofline(
     if tokens_per_s:
         gpubench.mfu(
             tokens_per_s, roofline.flops_per_token(spec, seq, training=training), dtype=dtype
+        )
+
+
+class WorkloadSettings(Protocol):
+    """The settings every in-process workload has (each adds its own to these): a dataclass."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+    model: str
+    size: str  # "full" or "tiny"
+    weights: str  # "auto", "random" or "hub"
+    device: str | None
+    dtype: str | None
+    threads: int | None  # CPU intra-op threads; default 1 for tiny models on CPU
+
+
+# Covariant: a Finetune is an InProcessWorkload[TrainingSettings, Any] where that is asked for.
+S = TypeVar("S", bound=WorkloadSettings, covariant=True)
+R = TypeVar("R", covariant=True)
+
+
+class InProcessWorkload(Generic[S, R]):
+    """A workload that runs its model in this process: ``Workload(settings).run(gpubench)``.
+
+    Construction resolves what is cheap and can fail early (model source, device, dtype), so a
+    bad setting fails before anything is built; ``run`` builds and measures. Subclasses set
+    ``name`` (recorded as the workload) and implement ``_run``; a subclass that validates its
+    settings does so before calling ``super().__init__``.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: S) -> None:
+        self.settings = settings
+        self.source = ModelSource.resolve(settings.model, settings.size, settings.weights)
+        self.device = pick_device(settings.device)
+        self.dtype = pick_dtype(self.device, settings.dtype)
+        self.threads: int | None = None  # set by ``run``: the intra-op threads it ran with
+
+    @property
+    def dtype_name(self) -> str:
+        """``bfloat16``, ``float32``...: the dtype as results record it."""
+        return str(self.dtype).removeprefix("torch.")
+
+    def run(self, gpubench: Any) -> R:
+        """Build, measure and record through ``gpubench``; returns the workload's result."""
+        s = self.settings
+        with cpu_threads(s.size, self.device, s.threads) as threads:
+            self.threads = threads
+            return self._run(gpubench)
+
+    def _run(self, gpubench: Any) -> R:
+        raise NotImplementedError
+
+    def resident_model(self, kind: str, build: Callable[[], Any], *key: Hashable) -> Any:
+        """The model ``build`` makes, kept resident for the next benchmark with the same model,
+        weights, device and dtype (and ``key``: whatever else changes what is built)."""
+        src = self.source
+        full = (kind, src.model, src.size, src.weights.weights, str(self.device), str(self.dtype))
+        return resident((*full, *key), build)
+
+    def record_info(self, gpubench: Any, facts: dict[str, Any], **settings: Any) -> None:
+        """Store the run's ``RunInfo``: the settings as given, updated with ``settings`` (values
+        the workload resolved, e.g. a model card's steps), and ``facts`` learnt while running."""
+        recorded = {**asdict(self.settings), **settings}
+        record_info(
+            gpubench,
+            RunInfo(
+                self.name, str(self.device), self.dtype_name, self.source.info(), recorded, facts
+            ),
         )

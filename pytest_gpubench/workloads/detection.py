@@ -14,8 +14,7 @@ training epochs, and evaluation runs after training, timed on its own.
 from __future__ import annotations
 
 import json
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,11 @@ import torch
 
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.workloads import memory
-from pytest_gpubench.workloads.base import (
-    ModelSource,
-    RunInfo,
-    cpu_threads,
-    now,
-    parameter_count,
-    pick_device,
-    pick_dtype,
-    record_info,
-    record_peak_memory,
-)
+from pytest_gpubench.workloads.base import InProcessWorkload, parameter_count, record_peak_memory
 from pytest_gpubench.workloads.training import (
-    CountingTrainer,
-    Counts,
-    EpochTimer,
-    common_args,
     record_epochs,
+    record_evaluation,
+    train_and_evaluate,
 )
 
 
@@ -160,17 +147,18 @@ class DetectionResult:
     eval_images: int
 
 
-class Detection:
+class Detection(InProcessWorkload[DetectionSettings, DetectionResult]):
+    """One detection-training benchmark: the data split is ready on construction; ``run`` trains."""
+
+    name = "detection"
+
     def __init__(self, settings: DetectionSettings) -> None:
         s = settings
         if min(s.epochs, s.batch_size, s.image_size, s.max_boxes) < 1 or s.images < 2:
             raise GpubenchError(
                 "detection needs epochs, batch_size, image_size, max_boxes >= 1 and images >= 2"
             )
-        self.settings = s
-        self.source = ModelSource.resolve(s.model, s.size, s.weights)
-        self.device = pick_device(s.device)
-        self.dtype = pick_dtype(self.device, s.dtype)
+        super().__init__(s)
         if s.coco_dir:
             data: torch.utils.data.Dataset = CocoFolder(s.coco_dir)
             self.num_labels = data.num_labels
@@ -201,77 +189,39 @@ class Detection:
         with torch.device(self.device):
             return RTDetrV2ForObjectDetection(RTDetrV2Config(**cfg))
 
-    def run(self, gpubench: Any) -> Any:
-        s = self.settings
-        with cpu_threads(s.size, self.device, s.threads) as threads:
-            self.threads = threads
-            return self._run(gpubench)
-
     def _run(self, gpubench: Any) -> DetectionResult:
         s = self.settings
         model = self._model()
-        counts = Counts()
-        timer = EpochTimer(self.device, counts)
-        with tempfile.TemporaryDirectory(prefix="gpubench-detection-") as out:
-            args = common_args(
-                out,
-                self.device,
-                self.dtype,
-                num_train_epochs=s.epochs,
-                per_device_train_batch_size=s.batch_size,
-                per_device_eval_batch_size=s.batch_size,
-                learning_rate=s.learning_rate,
-                remove_unused_columns=False,
-                seed=s.seed,
-            )
-            trainer = CountingTrainer(
-                model=model,
-                args=args,
-                train_dataset=self.train_set,
-                eval_dataset=self.eval_set if len(self.eval_set) else None,
-                data_collator=_Collator(s.image_size),
-                callbacks=[timer],
-                counts=counts,
-            )
-            memory.reset_peak()
-            _, times = gpubench.time(trainer.train, rounds=1, warmup_rounds=0)
-            eval_seconds = None
-            if s.evaluate and len(self.eval_set):
-                t0 = now(self.device)
-                trainer.evaluate()
-                eval_seconds = now(self.device) - t0
+        run = train_and_evaluate(
+            gpubench,
+            self,
+            model,
+            self.train_set,
+            self.eval_set if len(self.eval_set) else None,
+            _Collator(s.image_size),
+            remove_unused_columns=False,
+        )
         result = DetectionResult(
-            timer.log.seconds,
-            timer.log.samples,
-            times[0] if times else None,
-            eval_seconds,
+            run.log.seconds,
+            run.log.samples,
+            run.train_seconds,
+            run.eval_seconds,
             len(self.eval_set),
         )
-        settings = asdict(s)
-        settings.update(train_images=len(self.train_set), eval_images=len(self.eval_set))
-        record_info(
+        self.record_info(
             gpubench,
-            RunInfo(
-                "detection",
-                str(self.device),
-                str(self.dtype).removeprefix("torch."),
-                self.source.info(),
-                settings,
-                {
-                    "dataset": f"coco: {s.coco_dir}" if s.coco_dir else "synthetic",
-                    "threads": self.threads,
-                    "parameters": parameter_count(model),
-                },
-            ),
+            {
+                "dataset": f"coco: {s.coco_dir}" if s.coco_dir else "synthetic",
+                "threads": self.threads,
+                "parameters": parameter_count(model),
+            },
+            train_images=len(self.train_set),
+            eval_images=len(self.eval_set),
         )
-        if times:
-            record_epochs(gpubench, timer.log, s.epochs, "images", result.train_seconds)
+        if run.train_seconds is not None:
+            record_epochs(gpubench, run.log, s.epochs, "images", run.train_seconds)
             record_peak_memory(gpubench)
-            if eval_seconds:
-                gpubench.metric("eval_time_s", eval_seconds, "s", False)
-                gpubench.metric(
-                    "eval_images_per_s", len(self.eval_set) / eval_seconds, "images/s", True
-                )
-        del trainer, model
+            record_evaluation(gpubench, run.eval_seconds, len(self.eval_set), "images")
+        del model
         memory.free()
         return result

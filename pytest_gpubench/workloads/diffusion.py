@@ -15,28 +15,22 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.metrics.stats import summarize
+from pytest_gpubench.metrics.stats import rate_interval, spread_of, summarize
 from pytest_gpubench.workloads import memory
 from pytest_gpubench.workloads.base import (
+    InProcessWorkload,
     ModelSource,
-    RunInfo,
     build_on,
-    cpu_threads,
     parameter_count,
-    pick_device,
-    pick_dtype,
-    record_info,
     record_peak_memory,
 )
-from pytest_gpubench.workloads.resident import resident
 from pytest_gpubench.workloads.synthetic import from_hub, synthetic_tokenizer
-from pytest_gpubench.workloads.training import spread
 
 
 @dataclass(frozen=True)
@@ -209,7 +203,11 @@ class DiffusionResult:
     prompts: list[str]
 
 
-class Diffusion:
+class Diffusion(InProcessWorkload[DiffusionSettings, DiffusionResult]):
+    """One image-generation benchmark: ``run`` times one pipeline call per image."""
+
+    name = "diffusion"
+
     def __init__(self, settings: DiffusionSettings) -> None:
         s = settings
         key = s.model.lower()
@@ -219,10 +217,7 @@ class Diffusion:
                 "black-forest-labs/FLUX.2-klein-4B, Tongyi-MAI/Z-Image-Turbo"
             )
         self.card = CARDS[key]
-        self.settings = s
-        self.source = ModelSource.resolve(s.model, s.size, s.weights)
-        self.device = pick_device(s.device)
-        self.dtype = pick_dtype(self.device, s.dtype)
+        super().__init__(s)
         self.steps = s.steps or self.card.steps
         self.warmups = self.card.warmups if s.warmups is None else s.warmups
         self.guidance = self.card.guidance if s.guidance is None else s.guidance
@@ -232,15 +227,9 @@ class Diffusion:
             raise GpubenchError("image generation needs images >= 1, warmups >= 0, steps >= 1")
 
     def _pipeline(self) -> Any:
-        key = (
-            "diffusion",
-            self.source.model,
-            self.source.size,
-            self.source.weights.weights,
-            str(self.device),
-            str(self.dtype),
+        return self.resident_model(
+            "diffusion", lambda: build_pipeline(self.source, self.device, self.dtype)
         )
-        return resident(key, lambda: build_pipeline(self.source, self.device, self.dtype))
 
     def call_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -257,12 +246,7 @@ class Diffusion:
             kwargs["text_encoder_out_layers"] = tuple(layers)
         return kwargs
 
-    def run(self, gpubench: Any) -> DiffusionResult:
-        s = self.settings
-        with cpu_threads(s.size, self.device, s.threads) as threads:
-            return self._run(gpubench, threads)
-
-    def _run(self, gpubench: Any, threads: int) -> DiffusionResult:
+    def _run(self, gpubench: Any) -> DiffusionResult:
         s = self.settings
         pipe = self._pipeline()
         pipe.set_progress_bar_config(disable=True)
@@ -280,29 +264,19 @@ class Diffusion:
         memory.reset_peak()
         _, times = gpubench.time(one_image, rounds=s.images, warmup_rounds=self.warmups)
         result = DiffusionResult(times, self.steps, prompts[self.warmups :])
-        settings = asdict(s)
-        settings.update(
+        self.record_info(
+            gpubench,
+            {
+                "pipeline": self.card.pipeline,
+                "threads": self.threads,
+                "transformer_parameters": parameter_count(pipe.transformer),
+                "distinct_prompts": len(set(result.prompts)),
+            },
             steps=self.steps,
             warmups=self.warmups,
             guidance=self.guidance,
             height=self.height,
             width=self.width,
-        )
-        record_info(
-            gpubench,
-            RunInfo(
-                "diffusion",
-                str(self.device),
-                str(self.dtype).removeprefix("torch."),
-                self.source.info(),
-                settings,
-                {
-                    "pipeline": self.card.pipeline,
-                    "threads": threads,
-                    "transformer_parameters": parameter_count(pipe.transformer),
-                    "distinct_prompts": len(set(result.prompts)),
-                },
-            ),
         )
         if times:
             secs = summarize(times)
@@ -311,21 +285,18 @@ class Diffusion:
                 secs.mean,
                 "s/image",
                 False,
-                spread=spread(secs),
+                spread=spread_of(secs),
                 headline=True,
                 description=f"{self.width}x{self.height}, {self.steps} steps, per image",
             )
             per_min = summarize([60.0 / t for t in times])
+            low, high = rate_interval(60.0, secs)
             gpubench.metric(
                 "images_per_min",
                 60.0 / secs.mean,
                 "images/min",
                 True,
-                spread={
-                    **spread(per_min),
-                    "ci95_low": 60.0 / secs.ci95_high if secs.ci95_high > 0 else per_min.min,
-                    "ci95_high": 60.0 / secs.ci95_low if secs.ci95_low > 0 else per_min.max,
-                },
+                spread={**spread_of(per_min), "ci95_low": low, "ci95_high": high},
                 headline=True,
             )
             gpubench.metric("steps_per_s", self.steps / secs.mean, "steps/s", True)

@@ -14,8 +14,7 @@ speed measured after training, outside the training time.
 from __future__ import annotations
 
 import random
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +23,19 @@ import torch
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.workloads import memory
 from pytest_gpubench.workloads.base import (
-    ModelSource,
-    RunInfo,
+    InProcessWorkload,
     causal_lm,
-    cpu_threads,
-    now,
     parameter_count,
-    pick_device,
-    pick_dtype,
-    record_info,
     record_peak_memory,
     record_roofline,
 )
 from pytest_gpubench.workloads.extras import install_command
 from pytest_gpubench.workloads.synthetic import WORDS, from_hub, synthetic_tokenizer
 from pytest_gpubench.workloads.training import (
-    CountingTrainer,
-    Counts,
-    EpochLog,
-    EpochTimer,
-    common_args,
+    TrainRun,
     record_epochs,
+    record_evaluation,
+    train_and_evaluate,
 )
 
 
@@ -172,8 +163,10 @@ class FinetuneResult:
     final_loss: float | None
 
 
-class Finetune:
+class Finetune(InProcessWorkload[FinetuneSettings, FinetuneResult]):
     """One fine-tuning benchmark: data and tokenizer are ready on construction; ``run`` trains."""
+
+    name = "finetune"
 
     def __init__(self, settings: FinetuneSettings) -> None:
         if settings.epochs < 1 or settings.batch_size < 1 or settings.samples < 2:
@@ -181,10 +174,7 @@ class Finetune:
                 f"fine-tune needs epochs >= 1, batch_size >= 1 and samples >= 2, got "
                 f"{settings.epochs}/{settings.batch_size}/{settings.samples}"
             )
-        self.settings = settings
-        self.source = ModelSource.resolve(settings.model, settings.size, settings.weights)
-        self.device = pick_device(settings.device)
-        self.dtype = pick_dtype(self.device, settings.dtype)
+        super().__init__(settings)
         self.tokenizer = self._tokenizer()
         chats = (
             local_dataset(settings.dataset)
@@ -218,101 +208,58 @@ class Finetune:
     def samples_per_epoch(self) -> int:
         return len(self.train_rows)
 
-    def info(self, facts: dict[str, Any]) -> RunInfo:
-        settings = asdict(self.settings)
-        settings.update(train_samples=len(self.train_rows), eval_samples=len(self.eval_rows))
-        data = "local: " + str(self.settings.dataset) if self.settings.dataset else "synthetic"
-        return RunInfo(
-            "finetune",
-            str(self.device),
-            str(self.dtype).removeprefix("torch."),
-            self.source.info(),
-            settings,
-            {"dataset": data, **facts},
-        )
-
-    def run(self, gpubench: Any) -> Any:
-        s = self.settings
-        with cpu_threads(s.size, self.device, s.threads) as threads:
-            self.threads = threads
-            return self._run(gpubench)
-
     def _run(self, gpubench: Any) -> FinetuneResult:
         s = self.settings
         model = causal_lm(
             self.source, self.device, self.dtype, attn_implementation=s.attn_implementation
         )
-        counts = Counts()
-        timer = EpochTimer(self.device, counts)
-        with tempfile.TemporaryDirectory(prefix="gpubench-finetune-") as out:
-            args = common_args(
-                out,
-                self.device,
-                self.dtype,
-                num_train_epochs=s.epochs,
-                per_device_train_batch_size=s.batch_size,
-                per_device_eval_batch_size=s.batch_size,
-                learning_rate=s.learning_rate,
-                weight_decay=s.weight_decay,
-                lr_scheduler_type="constant",
-                optim=s.optim,
-                seed=s.seed,
-            )
-            trainer = CountingTrainer(
-                model=model,
-                args=args,
-                train_dataset=self.train_rows,
-                eval_dataset=self.eval_rows or None,
-                data_collator=_Collator(self.tokenizer.pad_token_id),
-                callbacks=[timer],
-                counts=counts,
-            )
-            memory.reset_peak()
-            output, times = gpubench.time(trainer.train, rounds=1, warmup_rounds=0)
-            eval_seconds = None
-            if s.evaluate and self.eval_rows:
-                t0 = now(self.device)
-                trainer.evaluate()
-                eval_seconds = now(self.device) - t0
-        result = FinetuneResult(
-            timer.log.seconds,
-            timer.log.samples,
-            timer.log.tokens,
-            times[0] if times else None,
-            eval_seconds,
-            len(self.eval_rows),
-            float(output.training_loss) if output is not None else None,
-        )
-        record_info(
+        run = train_and_evaluate(
             gpubench,
-            self.info(
-                {
-                    "threads": self.threads,
-                    "parameters": parameter_count(model),
-                    "final_loss": result.final_loss,
-                }
-            ),
+            self,
+            model,
+            self.train_rows,
+            self.eval_rows or None,
+            _Collator(self.tokenizer.pad_token_id),
+            weight_decay=s.weight_decay,
+            lr_scheduler_type="constant",
+            optim=s.optim,
         )
-        if times:
-            self._record(gpubench, result)
-        del trainer, model
+        result = FinetuneResult(
+            run.log.seconds,
+            run.log.samples,
+            run.log.tokens,
+            run.train_seconds,
+            run.eval_seconds,
+            len(self.eval_rows),
+            run.training_loss,
+        )
+        self.record_info(
+            gpubench,
+            {
+                "dataset": "local: " + str(s.dataset) if s.dataset else "synthetic",
+                "threads": self.threads,
+                "parameters": parameter_count(model),
+                "final_loss": result.final_loss,
+            },
+            train_samples=len(self.train_rows),
+            eval_samples=len(self.eval_rows),
+        )
+        if run.train_seconds is not None:
+            self._record(gpubench, run)
+        del model
         memory.free()
         return result
 
-    def _record(self, gpubench: Any, r: FinetuneResult) -> None:
-        log = EpochLog(r.epoch_seconds, r.epoch_samples, r.epoch_tokens)
-        record_epochs(gpubench, log, self.settings.epochs, "samples", r.train_seconds, tokens=True)
+    def _record(self, gpubench: Any, run: TrainRun) -> None:
+        s, log = self.settings, run.log
+        record_epochs(gpubench, log, s.epochs, "samples", run.train_seconds, tokens=True)
         if log.seconds:
             record_roofline(
                 gpubench,
                 self.source,
                 tokens_per_s=sum(log.tokens) / sum(log.seconds),
-                seq=self.settings.max_length // 2,
+                seq=s.max_length // 2,
                 training=True,
             )
         record_peak_memory(gpubench)
-        if r.eval_seconds:
-            gpubench.metric("eval_time_s", r.eval_seconds, "s", False)
-            gpubench.metric(
-                "eval_samples_per_s", r.eval_samples / r.eval_seconds, "samples/s", True
-            )
+        record_evaluation(gpubench, run.eval_seconds, len(self.eval_rows), "samples")

@@ -20,29 +20,23 @@ the time to that first token; decode tok/s is the remaining generated tokens ove
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers.generation.streamers import BaseStreamer
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.metrics.stats import summarize
+from pytest_gpubench.metrics.stats import rate_interval, spread_of, summarize
 from pytest_gpubench.workloads import memory
 from pytest_gpubench.workloads.base import (
-    ModelSource,
-    RunInfo,
+    InProcessWorkload,
     causal_lm,
-    cpu_threads,
     now,
     parameter_count,
-    pick_device,
-    pick_dtype,
-    record_info,
     record_peak_memory,
     record_roofline,
 )
-from pytest_gpubench.workloads.resident import resident
 
 MODES = ("eager", "static")
 
@@ -91,7 +85,11 @@ class GenerateResult:
     compiled: bool
 
 
-class Generate:
+class Generate(InProcessWorkload[GenerateSettings, GenerateResult]):
+    """One inference benchmark: ``run`` times ``generate()`` rounds on the resident model."""
+
+    name = "generate"
+
     def __init__(self, settings: GenerateSettings) -> None:
         s = settings
         if s.mode not in MODES:
@@ -100,35 +98,18 @@ class Generate:
             raise GpubenchError(
                 "generate needs batch_size, input_len, rounds >= 1 and output_len >= 2"
             )
-        self.settings = s
-        self.source = ModelSource.resolve(s.model, s.size, s.weights)
-        self.device = pick_device(s.device)
-        self.dtype = pick_dtype(self.device, s.dtype)
+        super().__init__(s)
         self.compiled = s.mode == "static" and (
             s.compile if s.compile is not None else self.device.type == "cuda"
         )
 
     def _model(self):
-        key = (
-            "causal_lm",
-            self.source.model,
-            self.source.size,
-            self.source.weights.weights,
-            str(self.device),
-            str(self.dtype),
-            self.settings.attn_implementation,
-        )
+        attn = self.settings.attn_implementation
 
         def build():
-            model = causal_lm(
-                self.source,
-                self.device,
-                self.dtype,
-                attn_implementation=self.settings.attn_implementation,
-            )
-            return model.eval()
+            return causal_lm(self.source, self.device, self.dtype, attn_implementation=attn).eval()
 
-        return resident(key, build)
+        return self.resident_model("causal_lm", build, attn)
 
     def _inputs(self, vocab: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.settings.seed)
@@ -156,12 +137,6 @@ class Generate:
             else:
                 kwargs["disable_compile"] = True
         return kwargs
-
-    def run(self, gpubench: Any) -> Any:
-        s = self.settings
-        with cpu_threads(s.size, self.device, s.threads) as threads:
-            self.threads = threads
-            return self._run(gpubench)
 
     def _run(self, gpubench: Any) -> GenerateResult:
         s = self.settings
@@ -196,22 +171,14 @@ class Generate:
         result = GenerateResult(
             prefill, decode, s.batch_size * s.input_len, s.batch_size * s.output_len, self.compiled
         )
-        settings = asdict(s)
-        record_info(
+        self.record_info(
             gpubench,
-            RunInfo(
-                "generate",
-                str(self.device),
-                str(self.dtype).removeprefix("torch."),
-                self.source.info(),
-                settings,
-                {
-                    "threads": self.threads,
-                    "parameters": parameter_count(model),
-                    "compiled": self.compiled,
-                    "attn_implementation": getattr(model.config, "_attn_implementation", None),
-                },
-            ),
+            {
+                "threads": self.threads,
+                "parameters": parameter_count(model),
+                "compiled": self.compiled,
+                "attn_implementation": getattr(model.config, "_attn_implementation", None),
+            },
         )
         if times:
             self._record(gpubench, result)
@@ -223,10 +190,7 @@ class Generate:
                 context=s.input_len + s.output_len // 2,
                 tokens_per_s=result_rate(result.tokens_in, result.prefill_seconds),
                 seq=s.input_len,
-                dtype=str(self.dtype)
-                .removeprefix("torch.")
-                .replace("bfloat16", "bf16")
-                .replace("float16", "fp16"),
+                dtype=self.dtype_name.replace("bfloat16", "bf16").replace("float16", "fp16"),
             )
         return result
 
@@ -248,6 +212,7 @@ class Generate:
             ),
         ):
             t = summarize(secs)
+            low, high = rate_interval(work, t)
             gpubench.metric(
                 name,
                 work / t.mean,
@@ -258,8 +223,8 @@ class Generate:
                     "median": work / t.median,
                     "min": work / t.max,
                     "max": work / t.min,
-                    "ci95_low": work / t.ci95_high if t.ci95_high > 0 else work / t.max,
-                    "ci95_high": work / t.ci95_low if t.ci95_low > 0 else work / t.min,
+                    "ci95_low": low,
+                    "ci95_high": high,
                 },
                 headline=True,
                 description=f"{what}; batch {bs}",
@@ -270,11 +235,7 @@ class Generate:
             ttft.mean,
             "s",
             False,
-            spread={
-                "rounds": ttft.n,
-                "ci95_low": max(0.0, ttft.ci95_low),
-                "ci95_high": ttft.ci95_high,
-            },
+            spread=spread_of(ttft, ("ci95_low", "ci95_high")),
         )
         record_peak_memory(gpubench)
 

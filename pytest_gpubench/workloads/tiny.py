@@ -12,6 +12,26 @@ from typing import Any
 
 TINY_VOCAB = 512  # above the synthetic tokenizer's ~300 tokens
 
+# The parts both image pipelines' tiny configs share: both models encode prompts with a Qwen3
+# text encoder, and both decode with a FLUX-style VAE (copied into each config, not shared).
+_TINY_QWEN3_ENCODER: dict[str, Any] = {
+    "model_type": "qwen3",
+    "vocab_size": TINY_VOCAB,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 16,
+}
+_TINY_VAE: dict[str, Any] = {
+    "latent_channels": 4,
+    "block_out_channels": [32, 32],
+    "down_block_types": ["DownEncoderBlock2D"] * 2,
+    "up_block_types": ["UpDecoderBlock2D"] * 2,
+    "layers_per_block": 1,
+}
+
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "google/gemma-3-270m-it": {
         "model_type": "gemma3_text",
@@ -82,25 +102,9 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
             "timestep_guidance_channels": 32,
             "guidance_embeds": False,
         },
-        "text_encoder": {
-            "model_type": "qwen3",
-            "vocab_size": TINY_VOCAB,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 3,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 16,
-            "tie_word_embeddings": True,
-        },
+        "text_encoder": {**_TINY_QWEN3_ENCODER, "tie_word_embeddings": True},
         "text_encoder_out_layers": [1, 2, 3],
-        "vae": {
-            "latent_channels": 4,
-            "block_out_channels": [32, 32],
-            "down_block_types": ["DownEncoderBlock2D"] * 2,
-            "up_block_types": ["UpDecoderBlock2D"] * 2,
-            "layers_per_block": 1,
-        },
+        "vae": dict(_TINY_VAE),
         "max_sequence_length": 32,
     },
     "tongyi-mai/z-image-turbo": {
@@ -114,23 +118,8 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
             "cap_feat_dim": 32,
             "axes_dims": [8, 12, 12],
         },
-        "text_encoder": {
-            "model_type": "qwen3",
-            "vocab_size": TINY_VOCAB,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 3,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 16,
-        },
-        "vae": {
-            "latent_channels": 4,
-            "block_out_channels": [32, 32],
-            "down_block_types": ["DownEncoderBlock2D"] * 2,
-            "up_block_types": ["UpDecoderBlock2D"] * 2,
-            "layers_per_block": 1,
-        },
+        "text_encoder": dict(_TINY_QWEN3_ENCODER),
+        "vae": dict(_TINY_VAE),
         "max_sequence_length": 32,
     },
 }

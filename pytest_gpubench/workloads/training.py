@@ -6,18 +6,23 @@ does call) stamps each epoch's start and end after a CUDA sync, and the trainer 
 samples and tokens of every batch it trains on, so rates come from work done, not from the
 dataset size times the epoch count. Evaluation is not in the training loop at all: the
 workloads evaluate after ``train()`` returns and time that separately.
+
+``train_and_evaluate`` is the one Trainer run the fine-tune and detection workloads share; they
+differ only in model, data, collator and a few ``TrainingArguments``.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import Trainer, TrainerCallback
 
-from pytest_gpubench.metrics.stats import Summary, summarize
-from pytest_gpubench.workloads.base import now
+from pytest_gpubench.metrics.stats import spread_of, summarize
+from pytest_gpubench.workloads import memory
+from pytest_gpubench.workloads.base import InProcessWorkload, WorkloadSettings, now
 
 
 @dataclass
@@ -112,16 +117,79 @@ def common_args(output_dir: str, device: torch.device, dtype: torch.dtype, **kwa
     )
 
 
-def spread(s: Summary) -> dict[str, float]:
-    return {
-        "rounds": s.n,
-        "median": s.median,
-        "min": s.min,
-        "max": s.max,
-        "std": s.std,
-        "ci95_low": max(0.0, s.ci95_low),  # rates and times are never negative
-        "ci95_high": s.ci95_high,
-    }
+class TrainingSettings(WorkloadSettings, Protocol):
+    """The settings a Trainer workload has besides the common ones."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    evaluate: bool
+    seed: int
+
+
+@dataclass
+class TrainRun:
+    """What one timed ``Trainer.train()`` and the evaluation after it measured."""
+
+    log: EpochLog
+    train_seconds: float | None  # None when nothing was timed (--benchmark-disable)
+    eval_seconds: float | None  # None when not evaluated
+    training_loss: float | None
+
+
+def train_and_evaluate(
+    gpubench: Any,
+    workload: InProcessWorkload[TrainingSettings, Any],
+    model: torch.nn.Module,
+    train_dataset: Any,
+    eval_dataset: Any | None,
+    collator: Any,
+    **training_args: Any,
+) -> TrainRun:
+    """Train ``model`` for the workload's epochs as one timed round, then evaluate it, timed.
+
+    One round and no warm-up: training changes the model, so a second round would not be the
+    same work; the per-epoch times give the spread instead. ``training_args`` are the
+    workload's own ``TrainingArguments`` on top of epochs, batch size, learning rate and seed.
+    """
+    s = workload.settings
+    device = workload.device
+    counts = Counts()
+    timer = EpochTimer(device, counts)
+    with tempfile.TemporaryDirectory(prefix=f"gpubench-{workload.name}-") as out:
+        args = common_args(
+            out,
+            device,
+            workload.dtype,
+            num_train_epochs=s.epochs,
+            per_device_train_batch_size=s.batch_size,
+            per_device_eval_batch_size=s.batch_size,
+            learning_rate=s.learning_rate,
+            seed=s.seed,
+            **training_args,
+        )
+        trainer = CountingTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collator,
+            callbacks=[timer],
+            counts=counts,
+        )
+        memory.reset_peak()
+        output, times = gpubench.time(trainer.train, rounds=1, warmup_rounds=0)
+        eval_seconds = None
+        if s.evaluate and eval_dataset is not None:
+            t0 = now(device)
+            trainer.evaluate()
+            eval_seconds = now(device) - t0
+    return TrainRun(
+        timer.log,
+        times[0] if times else None,
+        eval_seconds,
+        float(output.training_loss) if output is not None else None,
+    )
 
 
 def record_epochs(
@@ -154,7 +222,7 @@ def record_epochs(
             sum(per_epoch) / total_s,
             rate_unit,
             True,
-            spread=spread(rates),
+            spread=spread_of(rates),
             headline=True,
             description=f"{sum(per_epoch)} {rate_unit.split('/')[0]} processed in {rates.n} epochs",
         )
@@ -164,7 +232,7 @@ def record_epochs(
         secs.mean,
         "s",
         False,
-        spread=spread(secs),
+        spread=spread_of(secs),
         headline=True,
         description="wall time of one training epoch (no evaluation inside)",
     )
@@ -178,3 +246,10 @@ def record_epochs(
             headline=True,
             description="the whole Trainer.train() call, set-up included (seed: total_train_time)",
         )
+
+
+def record_evaluation(gpubench: Any, seconds: float | None, count: int, unit: str) -> None:
+    """``eval_time_s`` and ``eval_<unit>_per_s`` of the evaluation after training, if timed."""
+    if seconds:
+        gpubench.metric("eval_time_s", seconds, "s", False)
+        gpubench.metric(f"eval_{unit}_per_s", count / seconds, f"{unit}/s", True)
