@@ -71,6 +71,7 @@ class Behaviour:
     usage: bool = True
     timings: bool = False
     counters: dict[str, float] = field(default_factory=dict)
+    model: str = MODEL  # the served name /v1/models lists and responses carry
 
 
 class StubServer:
@@ -126,7 +127,7 @@ class StubServer:
             await self.reply(w, 200, {"status": "ok"}, "application/json")
         elif path == "/v1/models":
             await self.reply(
-                w, 200, {"data": [{"id": MODEL, "object": "model"}]}, "application/json"
+                w, 200, {"data": [{"id": self.b.model, "object": "model"}]}, "application/json"
             )
         elif path == "/metrics":
             text = "".join(f"{k} {v}\n" for k, v in self.counters.items())
@@ -172,7 +173,7 @@ class StubServer:
                 {
                     "id": "chatcmpl-stub",
                     "object": "chat.completion.chunk",
-                    "model": MODEL,
+                    "model": self.b.model,
                     "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}],
                 }
             )
@@ -181,7 +182,7 @@ class StubServer:
                     {
                         "id": "chatcmpl-stub",
                         "object": "chat.completion.chunk",
-                        "model": MODEL,
+                        "model": self.b.model,
                         "choices": [
                             {
                                 "index": 0,
@@ -197,7 +198,7 @@ class StubServer:
                 {
                     "id": "cmpl-stub",
                     "object": "text_completion",
-                    "model": MODEL,
+                    "model": self.b.model,
                     "choices": [{"index": 0, "text": " tok", "finish_reason": None}],
                 }
             )
@@ -217,7 +218,7 @@ class StubServer:
         self.counters["stub:generation_tokens_total"] += n
         final: dict[str, Any] = {
             "id": "stub",
-            "model": MODEL,
+            "model": self.b.model,
             "choices": [
                 {"index": 0, "finish_reason": "length", **({"delta": {}} if chat else {"text": ""})}
             ],
@@ -261,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--model", default=MODEL, help="the served model name")
     p.add_argument("--tokens-per-s", type=float, default=0.0)
     p.add_argument("--ttft-ms", type=float, default=0.0)
     p.add_argument("--fail-every", type=int, default=0)
@@ -277,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         a.short_output,
         not a.no_usage,
         a.timings,
+        model=a.model,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(a.port, behaviour, a.host))
