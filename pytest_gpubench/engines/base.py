@@ -182,13 +182,18 @@ class BaseEngine:
     packages: tuple[str, ...] = ()
 
     def check_ready(self, client: httpx.Client, model: ModelRef) -> ReadyCheck:
+        health = self.health(client)
+        return health if not health.ready else models_listed(client, model)
+
+    def health(self, client: httpx.Client) -> ReadyCheck:
+        """Whether ``health_path`` answers 200 (the server is up, maybe not yet serving)."""
         try:
-            health = client.get(self.health_path)
+            resp = client.get(self.health_path)
         except httpx.HTTPError as exc:
             return ReadyCheck(False, f"{self.health_path}: {type(exc).__name__}")
-        if health.status_code != 200:
-            return ReadyCheck(False, f"{self.health_path}: HTTP {health.status_code}")
-        return models_listed(client, model)
+        if resp.status_code != 200:
+            return ReadyCheck(False, f"{self.health_path}: HTTP {resp.status_code}")
+        return ReadyCheck(True, "ready")
 
     def after_ready(self, client: httpx.Client, model: ModelRef) -> None:
         return None

@@ -71,13 +71,7 @@ class Ollama(BaseEngine):
 
     def check_ready(self, client: httpx.Client, model: ModelRef) -> ReadyCheck:
         """Up once ``/api/version`` answers; the model is created afterwards (after_ready)."""
-        try:
-            resp = client.get(self.health_path)
-        except httpx.HTTPError as exc:
-            return ReadyCheck(False, f"{self.health_path}: {type(exc).__name__}")
-        if resp.status_code != 200:
-            return ReadyCheck(False, f"{self.health_path}: HTTP {resp.status_code}")
-        return ReadyCheck(True, "ready")
+        return self.health(client)
 
     def after_ready(self, client: httpx.Client, model: ModelRef) -> None:
         """Create the model from a local GGUF (upload the blob, then ``/api/create``), or pull
