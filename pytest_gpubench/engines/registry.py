@@ -118,22 +118,24 @@ def tracked_packages(base: Iterable[str]) -> tuple[str, ...]:
 
 class Scope:
     """Registrations that last one pytest run: ``register`` here, ``close`` at the end puts
-    the registry back as it was (an overridden built-in returns), so in-process pytest runs
-    (pytester) do not leak one run's engines into the next."""
+    the registry back as it was before the first of them (an overridden built-in returns, in
+    its place), so in-process pytest runs (pytester) do not leak one run's engines into the
+    next."""
 
     def __init__(self) -> None:
-        self._undo: list[tuple[str, Engine | None, dict[str, str]]] = []
+        self._before: tuple[dict[str, Engine], dict[str, str]] | None = None
 
     def register(self, engine: Engine, *, replace: bool = False) -> Engine:
-        key = _key(engine.name)
-        self._undo.append((key, _ENGINES.get(key), dict(_ALIASES)))
+        if self._before is None:
+            self._before = (dict(_ENGINES), dict(_ALIASES))
         return register(engine, replace=replace)
 
     def close(self) -> None:
-        for key, previous, aliases in reversed(self._undo):
-            _ENGINES.pop(key, None)
-            if previous is not None:
-                _ENGINES[key] = previous
-            _ALIASES.clear()
-            _ALIASES.update(aliases)
-        self._undo.clear()
+        if self._before is None:
+            return
+        engines_before, aliases_before = self._before
+        _ENGINES.clear()
+        _ENGINES.update(engines_before)
+        _ALIASES.clear()
+        _ALIASES.update(aliases_before)
+        self._before = None

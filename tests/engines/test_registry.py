@@ -30,6 +30,7 @@ def test_a_scope_restores_an_overridden_builtin() -> None:
     assert isinstance(get_engine("vllm"), Patched)
     scope.close()
     assert get_engine("vllm") is builtin
+    assert registry.engine_names()[:2] == ["vllm", "llamacpp"]  # in its place, not appended
 
 
 def test_a_scope_removes_its_new_engines_and_aliases() -> None:
