@@ -97,3 +97,22 @@ def vllm_server(llm_server, tiny_model, vllm_python):
             "TRANSFORMERS_OFFLINE": "1",
         },
     )
+
+
+@pytest.fixture(scope="session")
+def docker_daemon():
+    try:
+        from pytest_gpubench.testing.docker_setup import ensure_dockerd
+
+        daemon = ensure_dockerd()
+    except (ImportError, RuntimeError) as exc:
+        unavailable(f"Docker is not available: {exc}")
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_image(docker_daemon, llama_server_bin) -> str:
+    from pytest_gpubench.testing.docker_setup import build_llamacpp_image
+
+    return build_llamacpp_image(docker_daemon.client, llama_server_bin)
