@@ -143,13 +143,11 @@ def compare(pytester, python, url, model, engine, tokenizer, tmp_path, repeats, 
     reason="live vLLM comparison needs a quiet machine: set GPUBENCH_VLLM_COMPARE=1",
 )
 def test_ours_matches_vllm_bench_serve_on_live_vllm(
-    pytester, vllm_server, tiny_model, tmp_path
+    pytester, vllm_server, vllm_python, tiny_model, tmp_path
 ) -> None:
-    from _engines import vllm_python
-
     compare(
         pytester,
-        vllm_python(),
+        vllm_python,
         vllm_server.base_url,
         vllm_server.model,
         "vllm",
@@ -160,7 +158,7 @@ def test_ours_matches_vllm_bench_serve_on_live_vllm(
 
 
 def test_ours_matches_vllm_bench_serve_on_a_paced_stream(
-    pytester, start_stub, tiny_model, tmp_path
+    pytester, start_stub, vllm_python, tiny_model, tmp_path
 ) -> None:
     """Full tools on a server whose timing is fixed (TTFT 40 ms, 200 tok/s per stream).
 
@@ -170,13 +168,10 @@ def test_ours_matches_vllm_bench_serve_on_a_paced_stream(
     ~3 ms (6%) above ours and above the stub's configured 40 ms + transport. Ours must not be
     the later one; test_request_functions_agree_on_the_same_stream shows the definitions agree.
     """
-    from _engines import vllm_python
-
-    python = vllm_python()
     stub = start_stub("--tokens-per-s", "200", "--ttft-ms", "40", engine="vllm")
     med = compare(
         pytester,
-        python,
+        vllm_python,
         stub.base_url,
         stub.model,
         "stub",
@@ -217,19 +212,17 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-def test_request_functions_agree_on_the_same_stream(start_stub, tmp_path) -> None:
+def test_request_functions_agree_on_the_same_stream(start_stub, vllm_python, tmp_path) -> None:
     """vLLM's own request function and ours, alternating on the paced stub, 4 at a time:
     the same streams timed by both definitions agree within 5% on TTFT and TPOT."""
     import ast
-
-    from _engines import vllm_python
 
     stub = start_stub("--tokens-per-s", "200", "--ttft-ms", "40")
     script = tmp_path / "same_stream.py"
     script.write_text(SAME_STREAM)
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
-        [str(vllm_python()), str(script), stub.base_url],
+        [str(vllm_python), str(script), stub.base_url],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(root)},
