@@ -138,6 +138,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if message:
             report.outcome = "failed"
             report.longrepr = message
+    state(item.config).baselines.note(report)
     return report
 
 

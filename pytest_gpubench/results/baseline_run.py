@@ -39,6 +39,34 @@ class BaselineRun:
     findings: dict[str, list[Finding]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     engines: dict[str, str] = field(default_factory=dict)  # engine -> version, by llm_server
+    outcomes: dict[str, str] = field(default_factory=dict)  # nodeid -> passed/failed/...
+    kept: dict[str, str] = field(default_factory=dict)  # nodeid -> why it was not saved
+    had_entry: set[str] = field(default_factory=set)  # of those, the ones the file holds
+    unfinished: list[str] = field(default_factory=list)  # results an interrupt left empty
+    written: int = 0  # entries the save wrote
+
+    def note(self, report: pytest.TestReport) -> None:
+        """Track each test's outcome from its reports: only a test whose every phase passed
+        may replace its baseline entry."""
+        nodeid, now = report.nodeid, self.outcomes.get(report.nodeid)
+        if report.failed:
+            self.outcomes[nodeid] = "failed" if report.when == "call" else "errored"
+        elif report.skipped and now is None:
+            self.outcomes[nodeid] = "skipped"
+        elif report.when == "call" and report.passed and now is None:
+            self.outcomes[nodeid] = "passed"
+
+    def why_not_saved(self, nodeid: str) -> str | None:
+        """None when ``nodeid``'s result may be saved, else the reason."""
+        outcome = self.outcomes.get(nodeid)
+        if outcome == "passed":
+            return None
+        return {
+            "failed": "this run failed",
+            "errored": "this run errored",
+            "skipped": "this run skipped it",
+        }.get(outcome or "", "this run did not finish it (interrupted)")
+
     compare_to: list[Baseline] = field(default_factory=list)
 
 
@@ -103,9 +131,17 @@ def save(
 ) -> Path | None:
     if run.save_path is None:
         return None
-    doc = document(config, run.engines, device, verdicts)
+    stored = load(run.save_path) if run.save_path.exists() else None
+    session = getattr(config, "_benchmarksession", None)
+    for nodeid in [b.fullname for b in getattr(session, "benchmarks", [])] + run.unfinished:
+        reason = run.why_not_saved(nodeid)
+        if reason is not None:
+            run.kept[nodeid] = reason
+            if stored is not None and nodeid in stored.entries:
+                run.had_entry.add(nodeid)
+    doc = document(config, run.engines, device, verdicts, keep=lambda n: n not in run.kept)
     if doc is None:
         return None
-    old = load(run.save_path).document if run.save_path.exists() else None
-    write_atomic(run.save_path, merge(old, doc))
+    write_atomic(run.save_path, merge(stored.document if stored else None, doc))
+    run.written = len(doc["benchmarks"])
     return run.save_path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -15,16 +15,40 @@ from pytest_gpubench.results.locations import measured_gpu
 from pytest_gpubench.selection.fit import Verdict
 
 
+def has_data(bench: Any) -> bool:
+    """Whether a pytest-benchmark result holds any round (an interrupted one holds none, and
+    pytest-benchmark's JSON writer fails on it)."""
+    stats = getattr(bench, "stats", None)
+    return bool(getattr(stats, "data", None))
+
+
+def drop_empty(config: pytest.Config) -> list[str]:
+    """Remove results without a single round from pytest-benchmark's session, so its own
+    ``--benchmark-json``/``--benchmark-save`` and our baseline save survive an interrupted
+    benchmark; returns the node ids dropped."""
+    session = getattr(config, "_benchmarksession", None)
+    if session is None:
+        return []
+    empty = [b for b in session.benchmarks if not has_data(b)]
+    session.benchmarks[:] = [b for b in session.benchmarks if has_data(b)]
+    return [b.fullname for b in empty]
+
+
 def document(
     config: pytest.Config,
     engines: Mapping[str, str],
     device: SelectedDevice,
     verdicts: dict[str, Verdict],
+    keep: Callable[[str], bool] = lambda nodeid: True,
 ) -> dict[str, Any] | None:
     """This run as a baseline document, built through pytest-benchmark's own JSON hooks;
-    ``engines`` are the versions of the servers that ran."""
+    ``engines`` are the versions of the servers that ran, ``keep`` which tests' results go
+    in (a baseline takes only those that passed)."""
     session = getattr(config, "_benchmarksession", None)  # pytest-benchmark's per-run state
-    if session is None or not session.benchmarks:
+    if session is None:
+        return None
+    benchmarks = [b for b in session.benchmarks if has_data(b) and keep(b.fullname)]
+    if not benchmarks:
         return None
     hook = config.hook
     machine_info = hook.pytest_benchmark_generate_machine_info(config=config)
@@ -33,7 +57,7 @@ def document(
     hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
     doc = hook.pytest_benchmark_generate_json(
         config=config,
-        benchmarks=session.benchmarks,
+        benchmarks=benchmarks,
         include_data=False,
         machine_info=machine_info,
         commit_info=commit_info,
