@@ -19,8 +19,8 @@ from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.report.baseline_report import baseline_lines, comparison_lines
 from pytest_gpubench.report.fit_report import did_not_fit_lines, plan_lines
 from pytest_gpubench.report.results import results_lines
-from pytest_gpubench.results import baseline_run, locations
-from pytest_gpubench.results.record import gpu_machine_info, records
+from pytest_gpubench.results import baseline_run, confirm, locations
+from pytest_gpubench.results.record import forget, gpu_machine_info, records
 from pytest_gpubench.selection import markers
 from pytest_gpubench.selection.fit import Verdict, judge
 from pytest_gpubench.settings import add_options, settings_from_config
@@ -122,6 +122,21 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     return True
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Against a baseline, a suspected regression is re-measured before it fails the test."""
+    run = state(item.config)
+    if run.baselines.compare is None or run.settings.confirm_runs < 1:
+        return None
+    return confirm.run_test(
+        item,
+        nextitem,
+        run.settings.confirm_runs,
+        wants_rerun=lambda: run.baselines.take_rerun(item.nodeid),
+        forget=lambda: forget(item.config, item.nodeid),
+    )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """A benchmark that regressed against the baseline fails itself, with the numbers."""
@@ -129,11 +144,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.when == "call" and report.passed:
         run = state(item.config)
         recorded = {r.nodeid: r for r in records(item.config)}.get(item.nodeid)
+        done = len(run.baselines.attempts.get(item.nodeid, []))
         message = baseline_run.check(
             run.baselines,
             item,
             recorded.metrics if recorded else {},
             run.settings.tolerance,
+            reruns_left=max(run.settings.confirm_runs - done, 0),
         )
         if message:
             report.outcome = "failed"

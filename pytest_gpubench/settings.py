@@ -92,9 +92,19 @@ OPTIONS: tuple[Option, ...] = (
         ("--gpubench-tolerance",),
         "GPUBENCH_TOLERANCE",
         "gpubench_tolerance",
-        "0.05",
-        "default relative tolerance of the regression check (0.05 = 5%%; per test: marker "
+        "0.10",
+        "default relative tolerance of the regression check (0.10 = 10%%, chosen from the "
+        "run-to-run spread measured on a shared 2-core machine; per test: marker "
         "gpubench_tolerance(metric=fraction))",
+    ),
+    Option(
+        "gpubench_confirm_runs",
+        ("--gpubench-confirm-runs",),
+        "GPUBENCH_CONFIRM_RUNS",
+        "gpubench_confirm_runs",
+        "1",
+        "re-measure a suspected regression this many times before it fails the test; it "
+        "fails only if every re-run is worse than the tolerance too (0: fail at once)",
     ),
     Option(
         "gpubench_baselines_dir",
@@ -221,6 +231,7 @@ class Settings:
     log_dir: Path | None = None
     max_error_rate: float = 0.0
     progress: str = "auto"
+    confirm_runs: int = 1
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -307,9 +318,23 @@ def settings_from_config(config: pytest.Config) -> Settings:
         measure_ceilings=bool(config.getoption("gpubench_measure_ceilings", default=None)),
         weights=str(weights),
         images=images,
+        confirm_runs=_confirm_runs(config, by_dest),
         **_server_settings(config, by_dest),
         **_serving_settings(config, by_dest),
     )
+
+
+def _confirm_runs(config: pytest.Config, by_dest: dict[str, Option]) -> int:
+    raw, source, _ = _resolve(config, by_dest["gpubench_confirm_runs"])
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 10:
+        raise GpubenchError(
+            f"{source}: confirmation re-runs must be a whole number from 0 to 10, got {raw!r}"
+        )
+    return value
 
 
 def _serving_settings(config: pytest.Config, by_dest: dict[str, Option]) -> dict[str, Any]:

@@ -15,13 +15,14 @@ works on it as-is) extended with:
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.metrics.core import UNGATED, Metric
 from pytest_gpubench.results.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
@@ -209,21 +210,56 @@ class Finding:
     baseline: float
     change: float  # relative change, signed: (current - baseline) / baseline
     tolerance: float
-    verdict: str  # "regression", "improvement", "noise" (worse but intervals overlap), "ok"
+    # "regression" (worse beyond tolerance and noise, confirmed where a re-run was possible),
+    # "suspect" (so far: worse beyond both, awaiting its confirmation re-run), "noise" (worse
+    # than the tolerance but within the measured noise, or not confirmed by the re-run),
+    # "improvement", "ok"
+    verdict: str
     unit: str
+    noise: float = 0.0  # relative difference the two runs' spreads explain (~2 standard errors)
+    note: str = ""  # how the verdict was reached: "confirmed by 1 re-run: -23.1%, then -21.4%"
+    higher_is_better: bool = True
+
+    @property
+    def worse(self) -> float:
+        """How much worse than the baseline, as a fraction (negative: better)."""
+        return -self.change if self.higher_is_better else self.change
 
     @property
     def message(self) -> str:
-        note = ", within noise: intervals overlap" if self.verdict == "noise" else ""
+        extra = ""
+        if self.verdict == "noise" and not self.note:
+            extra = f", within noise: the runs' spreads explain {self.noise:.0%}"
+        if self.note:
+            extra += f", {self.note}"
         return (
             f"{self.metric} {self.current:.4g} vs baseline {self.baseline:.4g} {self.unit} "
-            f"({self.change:+.1%}, tolerance {self.tolerance:.0%}{note})"
+            f"({self.change:+.1%}, tolerance {self.tolerance:.0%}{extra})"
         )
 
 
-def _interval(m: Metric) -> tuple[float, float] | None:
+def standard_error(m: Metric) -> float | None:
+    """The standard error of ``m``'s value, relative to it, from its stored 95% interval
+    (half-width / Student's t for its sample count); None where no interval is known."""
     low, high = m.spread.get("ci95_low"), m.spread.get("ci95_high")
-    return (low, high) if low is not None and high is not None else None
+    if low is None or high is None or not m.value:
+        return None
+    n = int(m.spread.get("rounds") or m.spread.get("n") or 0)
+    if n >= 2:
+        from scipy import stats as scipy_stats  # only when a baseline is compared
+
+        t = float(scipy_stats.t.ppf(0.975, n - 1))
+    else:
+        t = 1.96
+    return (float(high) - float(low)) / 2 / t / abs(m.value)
+
+
+def noise_between(current: Metric, baseline: Metric) -> float:
+    """The relative difference the two runs' own spreads explain: two standard errors of the
+    difference of the means (a two-sample test at about 95%). Interval overlap, the test
+    used before, is far more lenient: a 23% slowdown passed it with three rounds a side."""
+    errors = [e for e in (standard_error(current), standard_error(baseline)) if e is not None]
+    return 2 * math.sqrt(sum(e * e for e in errors)) if errors else 0.0
 
 
 def compare_metrics(
@@ -234,24 +270,31 @@ def compare_metrics(
 ) -> list[Finding]:
     """Direction-aware, noise-aware comparison of the metrics both sides have.
 
-    Worse than the tolerance counts as a regression only when the two 95% intervals do not
-    overlap (where both are known): a difference the noise explains fails nobody.
+    Worse than the tolerance is a ``suspect`` regression only when it is also beyond the noise
+    the two runs' spreads explain; the caller confirms a suspect by re-measuring. Metrics of
+    the harness (``UNGATED``) are compared only when the test names them in its tolerances.
     """
     findings = []
     for name, cur in current.items():
         base = baseline.get(name)
         if base is None or base.value == 0:
             continue
+        if name in UNGATED and name not in tolerances:
+            continue
         tol = tolerances.get(name, default_tolerance)
         change = (cur.value - base.value) / abs(base.value)
         worse = -change if cur.higher_is_better else change
+        noise = noise_between(cur, base)
         if worse > tol:
-            a, b = _interval(cur), _interval(base)
-            overlap = a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
-            verdict = "noise" if overlap else "regression"
+            verdict = "suspect" if worse > noise else "noise"
         elif -worse > tol:
             verdict = "improvement"
         else:
             verdict = "ok"
-        findings.append(Finding(name, cur.value, base.value, change, tol, verdict, cur.unit))
+        findings.append(
+            Finding(
+                name, cur.value, base.value, change, tol, verdict, cur.unit, noise,
+                higher_is_better=cur.higher_is_better,
+            )
+        )  # fmt: skip
     return findings

@@ -6,7 +6,7 @@ file locations locations.py's, the saved document document.py's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,8 @@ class BaselineRun:
     had_entry: set[str] = field(default_factory=set)  # of those, the ones the file holds
     unfinished: list[str] = field(default_factory=list)  # results an interrupt left empty
     written: int = 0  # entries the save wrote
+    attempts: dict[str, list[list[Finding]]] = field(default_factory=dict)  # per measurement
+    rerun: set[str] = field(default_factory=set)  # suspects waiting for their re-measurement
 
     def note(self, report: pytest.TestReport) -> None:
         """Track each test's outcome from its reports: only a test whose every phase passed
@@ -55,6 +57,13 @@ class BaselineRun:
             self.outcomes[nodeid] = "skipped"
         elif report.when == "call" and report.passed and now is None:
             self.outcomes[nodeid] = "passed"
+
+    def take_rerun(self, nodeid: str) -> bool:
+        """Whether ``nodeid`` asked to be measured again (and clear the request)."""
+        if nodeid in self.rerun:
+            self.rerun.discard(nodeid)
+            return True
+        return False
 
     def why_not_saved(self, nodeid: str) -> str | None:
         """None when ``nodeid``'s result may be saved, else the reason."""
@@ -104,23 +113,53 @@ def prepare(settings: Settings, profiles: ProfileSet, device: SelectedDevice) ->
 
 
 def check(
-    run: BaselineRun, item: pytest.Item, metrics: dict[str, Metric], default_tolerance: float
+    run: BaselineRun,
+    item: pytest.Item,
+    metrics: dict[str, Metric],
+    default_tolerance: float,
+    reruns_left: int = 0,
 ) -> str | None:
-    """The failure message when ``item`` regressed against the baseline, else None."""
+    """The failure message when ``item`` regressed against the baseline, else None.
+
+    A metric worse than its tolerance and beyond the runs' noise is a suspect. With re-runs
+    left, the test is marked for re-measurement (``run.rerun``) and passes for now; on the
+    last attempt a suspect of the first attempt is a regression only if every re-run was
+    worse than the tolerance too. Without any re-run it is a regression at once.
+    """
     if run.compare is None or not metrics:
         return None
     entry = run.compare.entries.get(item.nodeid)
     if entry is None:
-        run.missing.append(item.nodeid)
+        if item.nodeid not in run.missing:
+            run.missing.append(item.nodeid)
         return None
     found = compare_metrics(metrics, entry.metrics, tolerances(item), default_tolerance)
-    run.findings[item.nodeid] = found
-    regressions = [f for f in found if f.verdict == "regression"]
+    history = run.attempts.setdefault(item.nodeid, [])
+    history.append(found)
+    suspects = {f.metric for f in history[0] if f.verdict == "suspect"}
+    if suspects and reruns_left > 0:
+        run.rerun.add(item.nodeid)
+        return None
+    final = [_confirmed(f, history) if f.metric in suspects else f for f in found]
+    run.findings[item.nodeid] = final
+    regressions = [f for f in final if f.verdict == "regression"]
     if not regressions:
         return None
     lines = [f"performance regression against {run.compare.path}:"]
     lines += ["  " + f.message for f in regressions]
     return "\n".join(lines)
+
+
+def _confirmed(last: Finding, history: list[list[Finding]]) -> Finding:
+    """The verdict on a first-attempt suspect, from every attempt's finding on that metric."""
+    seq = [f for attempt in history for f in attempt if f.metric == last.metric]
+    changes = ", then ".join(f"{f.change:+.1%}" for f in seq)
+    if len(seq) == 1:
+        return replace(last, verdict="regression", note="not re-measured")
+    runs = f"{len(seq) - 1} re-run{'s' if len(seq) > 2 else ''}"
+    if all(f.worse > f.tolerance for f in seq[1:]):
+        return replace(last, verdict="regression", note=f"confirmed by {runs}: {changes}")
+    return replace(last, verdict="noise", note=f"not confirmed by {runs}: {changes}")
 
 
 def save(

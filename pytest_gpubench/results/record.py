@@ -50,6 +50,15 @@ def record_note(request: pytest.FixtureRequest, note: str) -> None:
         entry.notes.append(note)
 
 
+def forget(config: pytest.Config, nodeid: str) -> None:
+    """Drop what ``nodeid`` recorded (our records and pytest-benchmark's result), before the
+    test is measured again: only the last measurement of a test is kept."""
+    config.stash.get(RECORDS, {}).pop(nodeid, None)
+    session = getattr(config, "_benchmarksession", None)
+    if session is not None:
+        session.benchmarks[:] = [b for b in session.benchmarks if b.fullname != nodeid]
+
+
 def records(config: pytest.Config) -> list[Recorded]:
     return list(config.stash.get(RECORDS, {}).values())
 
