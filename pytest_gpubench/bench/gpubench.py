@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_gpubench.bench.ceilings import Ceilings
+from pytest_gpubench.bench.hostload import HostLoad
 from pytest_gpubench.bench.telemetry import Sampler
 from pytest_gpubench.devices.profile import DeviceProfile
 from pytest_gpubench.errors import GpubenchError
@@ -107,7 +108,7 @@ class GpuBench:
             return out
 
         sync()
-        with Sampler() as sampler:
+        with Sampler() as sampler, HostLoad() as host:
             result = self.benchmark.pedantic(
                 target,
                 args=args,
@@ -123,6 +124,14 @@ class GpuBench:
             self.telemetry = sampler.telemetry.window(timed[0][0], timed[-1][1])
             self.telemetry_note = sampler.telemetry.reason
             self._record_telemetry(len(timed))
+        if times and host.busy_cores is not None:
+            self.metric(
+                "host_busy_cores",
+                host.busy_cores,
+                "cores",
+                False,
+                description="CPU cores other processes on this host used during the rounds",
+            )
         return result, times
 
     def _record_telemetry(self, rounds: int) -> None:

@@ -71,3 +71,7 @@ UNGATED = frozenset(
         "measured_tf32_tflops",
     }
 )
+
+#: ``host_busy_cores`` at or above this: the host spent at least half a core on other work
+#: while the benchmark ran, too busy to judge a slowdown (see bench/hostload.py)
+HOST_BUSY_CORES = 0.5

@@ -38,6 +38,12 @@ def baseline_lines(run: BaselineRun, saved: str) -> list[str]:
         )
         lines += [f"  improved: {nodeid}: {f.message}" for nodeid, f in improved]
         lines += [f"  worse but within noise: {nodeid}: {f.message}" for nodeid, f in noisy]
+        lines += [
+            f"  inconclusive: {nodeid}: {f.message}"
+            for nodeid, found in run.findings.items()
+            for f in found
+            if f.verdict == "inconclusive"
+        ]
         lines += [f"  no baseline entry: {nodeid}" for nodeid in run.missing]
     if saved:
         lines.append(f"gpubench baseline saved: {saved}")

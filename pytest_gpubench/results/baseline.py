@@ -213,7 +213,7 @@ class Finding:
     # "regression" (worse beyond tolerance and noise, confirmed where a re-run was possible),
     # "suspect" (so far: worse beyond both, awaiting its confirmation re-run), "noise" (worse
     # than the tolerance but within the measured noise, or not confirmed by the re-run),
-    # "improvement", "ok"
+    # "inconclusive" (a confirmed slowdown on a host busy with other work), "improvement", "ok"
     verdict: str
     unit: str
     noise: float = 0.0  # relative difference the two runs' spreads explain (~2 standard errors)

@@ -14,7 +14,7 @@ import pytest
 from pytest_gpubench.devices.profile import ProfileSet
 from pytest_gpubench.devices.select import SelectedDevice
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.metrics.core import HOST_BUSY_CORES, Metric
 from pytest_gpubench.results.baseline import (
     Baseline,
     Finding,
@@ -141,6 +141,14 @@ def check(
         run.rerun.add(item.nodeid)
         return None
     final = [_confirmed(f, history) if f.metric in suspects else f for f in found]
+    busy = _host_busy(metrics, entry.metrics)
+    if busy:
+        final = [
+            replace(f, verdict="inconclusive", note=f"{f.note}; {busy}" if f.note else busy)
+            if f.verdict == "regression"
+            else f
+            for f in final
+        ]
     run.findings[item.nodeid] = final
     regressions = [f for f in final if f.verdict == "regression"]
     if not regressions:
@@ -148,6 +156,22 @@ def check(
     lines = [f"performance regression against {run.compare.path}:"]
     lines += ["  " + f.message for f in regressions]
     return "\n".join(lines)
+
+
+def _host_busy(current: dict[str, Metric], stored: dict[str, Metric]) -> str:
+    """Why a slowdown cannot be judged, when this run's host was busy with other work and the
+    baseline's was not; empty otherwise."""
+    now = current.get("host_busy_cores")
+    then = stored.get("host_busy_cores")
+    if now is None or now.value < HOST_BUSY_CORES:
+        return ""
+    if then is not None and then.value >= HOST_BUSY_CORES:
+        return ""  # both runs shared the host alike
+    was = f" ({then.value:.1f} at baseline)" if then is not None else ""
+    return (
+        f"host busy: other processes used {now.value:.1f} cores during the run{was}; "
+        "re-run on a quiet machine"
+    )
 
 
 def _confirmed(last: Finding, history: list[list[Finding]]) -> Finding:

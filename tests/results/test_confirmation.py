@@ -124,3 +124,32 @@ def test_the_pytest_process_memory_is_not_gated_unless_asked(pytester, monkeypat
         """
     )
     pytester.runpytest("--device=cpu", "--gpubench-baseline").assert_outcomes(failed=1)
+
+
+BUSY = """
+import os
+
+def test_busy(gpubench):
+    gpubench.time(lambda: None, rounds=1, warmup_rounds=0)
+    # stands in for what HostLoad measured (tests/bench/test_hostload.py measures it for real)
+    gpubench.metric("host_busy_cores", float(os.environ.get("BUSY", "0")), "cores", False)
+    gpubench.metric("tok_s", float(os.environ.get("TOK", "100")), "tok/s", True)
+"""
+
+
+def test_a_slowdown_on_a_busy_host_is_inconclusive(pytester, monkeypatch) -> None:
+    pytester.makepyfile(test_busy=BUSY)
+    monkeypatch.setenv("BUSY", "0.1")
+    monkeypatch.delenv("TOK", raising=False)
+    pytester.runpytest("--device=cpu", "--gpubench-save-baseline").assert_outcomes(passed=1)
+    monkeypatch.setenv("TOK", "60")
+    monkeypatch.setenv("BUSY", "1.5")
+    result = pytester.runpytest("--device=cpu", "--gpubench-baseline")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["  inconclusive: test_busy.py::test_busy: tok_s 60 vs baseline 100 tok/s (-40.0%, "
+         "tolerance 10%, confirmed by 1 re-run: -40.0%, then -40.0%; host busy: other processes "
+         "used 1.5 cores during the run (0.1 at baseline); re-run on a quiet machine)"]
+    )  # fmt: skip
+    monkeypatch.setenv("BUSY", "0.2")  # quiet again: the same slowdown fails
+    pytester.runpytest("--device=cpu", "--gpubench-baseline").assert_outcomes(failed=1)
