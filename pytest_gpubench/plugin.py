@@ -48,6 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 ENGINE_SCOPE = pytest.StashKey[registry.Scope]()
+MACHINE_ID = pytest.StashKey[locations.PerGpuMachineId]()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -68,9 +69,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     for line in markers.marker_lines(profiles):
         config.addinivalue_line("markers", line)
-    storage = getattr(config.option, "benchmark_storage", None)
-    if storage:  # runs before pytest-benchmark's trylast configure builds its storage
-        config.option.benchmark_storage = locations.per_gpu_storage(storage, profiles, device)
+    # before pytest-benchmark's trylast configure builds its session and storage
+    machine_id = config.stash[MACHINE_ID] = locations.PerGpuMachineId(
+        locations.hardware_slug(profiles, device)
+    )
+    machine_id.install()
     config.stash[STATE] = RunState(settings, profiles, device, baselines)
 
 
@@ -197,6 +200,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     scope = config.stash.get(ENGINE_SCOPE, None)
     if scope is not None:
         scope.close()
+    machine_id = config.stash.get(MACHINE_ID, None)
+    if machine_id is not None:
+        machine_id.restore()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -210,6 +216,5 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["gpu"] = gpu_machine_info(run.device)
     machine_info["gpubench"] = {
         "device": run.device.name,
-        "device_chosen_by": run.device.chosen_by,
         "detected": run.device.detection.as_dict(),
     }

@@ -211,9 +211,33 @@ def test_autosave_is_stored_per_gpu(pytester) -> None:
         """
     )
     pytester.runpytest("--device=cpu", "--benchmark-autosave").assert_outcomes(passed=1)
-    saved_files = list((pytester.path / ".benchmarks").glob("*/*/*.json"))
+    # one folder level, as pytest-benchmark lays it out: <os>-<python>-<bits>-<hardware>
+    saved_files = list((pytester.path / ".benchmarks").glob("*/*.json"))
     assert len(saved_files) == 1
-    assert saved_files[0].parent.parent.name == "cpu"
+    assert saved_files[0].parent.name.endswith("bit-cpu")
+
+
+def test_pytest_benchmarks_own_cli_finds_autosaved_runs(pytester) -> None:
+    """`pytest-benchmark list` and `compare` with no flags show both runs; the second run's
+    comparison with the first raises no machine_info warning (stable facts only)."""
+    pytester.makepyfile(
+        """
+        def test_x(gpubench):
+            gpubench(lambda: None, work=1, unit="calls", rounds=2)
+        """
+    )
+    pytester.runpytest_subprocess("--benchmark-autosave").assert_outcomes(passed=1)
+    second = pytester.runpytest_subprocess(
+        "--device=auto", "--benchmark-autosave", "--benchmark-compare"
+    )
+    second.assert_outcomes(passed=1)
+    assert "machine_info is different" not in second.stdout.str() + second.stderr.str()
+    listed = pytester.run("pytest-benchmark", "list")
+    names = [line for line in listed.outlines if line.endswith(".json")]
+    assert len(names) == 2 and "0001_" in names[0] and "0002_" in names[1], listed.outlines
+    compared = pytester.run("pytest-benchmark", "compare")
+    text = compared.stdout.str()
+    assert compared.ret == 0 and "test_x (0001" in text and "test_x (0002" in text, text
 
 
 class TestRefusals:
