@@ -23,7 +23,7 @@ from pytest_gpubench.results import baseline_run, confirm, locations
 from pytest_gpubench.results.record import forget, gpu_machine_info, records
 from pytest_gpubench.selection import markers
 from pytest_gpubench.selection.fit import Verdict, judge
-from pytest_gpubench.settings import add_options, settings_from_config
+from pytest_gpubench.settings import add_options, foreign_device_option, settings_from_config
 from pytest_gpubench.state import STATE, RunState, state
 
 # Fixture modules, one per concern, loaded with this plugin (pytest honours ``pytest_plugins``
@@ -43,6 +43,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
 
 
+@pytest.hookimpl(trylast=True)  # after other plugins: leave them the spellings they own
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
@@ -80,7 +81,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     run = state(config)
     dev = run.device
-    lines = [
+    owner = foreign_device_option(config)
+    lines = (
+        [
+            f"gpubench: --device belongs to the {owner!r} plugin here; choose the benchmark "
+            "device with --gpubench-device"
+        ]
+        if owner
+        else []
+    )
+    lines += [
         f"gpubench: device {dev.name} ({describe(dev.profile)}) from {dev.chosen_by}"
         + (" (auto-detected)" if dev.requested == "auto" else ""),
         f"gpubench: detected {dev.detection.summary}",

@@ -32,7 +32,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option(
         "gpubench_device",
-        ("--device",),
+        ("--device", "--gpubench-device"),
         "GPUBENCH_DEVICE",
         "gpubench_device",
         "auto",
@@ -167,8 +167,8 @@ OPTIONS: tuple[Option, ...] = (
         "GPUBENCH_LAUNCHER",
         "gpubench_launcher",
         "process",
-        "how llm_server starts servers when a test does not say: 'process' (local) or "
-        "'docker' (default: process)",
+        "how llm_server starts servers when a test does not say: 'process' (local), "
+        "'docker' or 'external' (--gpubench-server-url) (default: process)",
     ),
     Option(
         "gpubench_server_timeout",
@@ -234,21 +234,80 @@ class Settings:
     confirm_runs: int = 1
 
 
+def plugin_defining(flag: str) -> str | None:
+    """Another installed pytest plugin (entry point ``pytest11``) whose module declares
+    ``flag``; None when none does.
+
+    pytest calls each plugin's ``pytest_addoption`` as it registers, so a plugin that loads
+    after this one (pytest-playwright declares ``--device``) would fail with "option names
+    already added" and could not load at all; its source is read (not imported) to find out.
+    """
+    import importlib.metadata as md
+    import importlib.util
+
+    for ep in md.entry_points(group="pytest11"):
+        if ep.module.split(".")[0] == "pytest_gpubench":
+            continue
+        try:
+            spec = importlib.util.find_spec(ep.module)
+        except (ImportError, ValueError):
+            continue
+        origin = getattr(spec, "origin", None)
+        if not origin or not origin.endswith(".py"):
+            continue
+        try:
+            text = Path(origin).read_text(errors="replace")
+        except OSError:
+            continue
+        if f'"{flag}"' in text or f"'{flag}'" in text:
+            return ep.name
+    return None
+
+
+def taken_options(parser: pytest.Parser) -> dict[str, str]:
+    """Option strings other plugins already added -> the name of the group that has them."""
+    owners: dict[str, str] = {}
+    groups = [("pytest", parser._anonymous), *((g.name, g) for g in parser._groups)]
+    for name, group in groups:
+        for option in group.options:
+            for flag in option.names():
+                owners[flag] = name
+    return owners
+
+
 def add_options(parser: pytest.Parser) -> None:
+    """Declare every option; a spelling another plugin owns (pytest-playwright's --device) is
+    left to it, and the --gpubench-* spelling always works."""
+    taken = taken_options(parser)
+    if "--device" not in taken and (owner := plugin_defining("--device")):
+        taken["--device"] = owner  # it registers after us: leave it the spelling
     group = parser.getgroup("gpubench", "GPU/ML benchmarks (pytest-gpubench)")
     for opt in OPTIONS:
+        flags = [f for f in opt.flags if f not in taken]
         if opt.is_flag:
-            group.addoption(
-                *opt.flags, dest=opt.dest, action="store_true", default=None, help=opt.help
-            )
+            group.addoption(*flags, dest=opt.dest, action="store_true", default=None, help=opt.help)
         elif opt.optional_value:
             group.addoption(
-                *opt.flags, dest=opt.dest, nargs="?", const=True, default=None, help=opt.help
+                *flags, dest=opt.dest, nargs="?", const=True, default=None, help=opt.help
             )
         else:
-            group.addoption(*opt.flags, dest=opt.dest, default=None, metavar="VALUE", help=opt.help)
+            group.addoption(*flags, dest=opt.dest, default=None, metavar="VALUE", help=opt.help)
         if opt.ini:
-            parser.addini(opt.ini, help=opt.help.split(" (")[0], default=None)
+            parser.addini(opt.ini, help=opt.help.replace("%%", "%"), default=None)
+
+
+def foreign_device_option(config: pytest.Config) -> str | None:
+    """The group of another plugin that owns ``--device``, when it is not ours."""
+    for group in config._parser._groups:
+        if group.name == "gpubench":
+            continue
+        for option in group.options:
+            if "--device" in option.names():
+                return group.name
+    for option in config._parser._anonymous.options:
+        if "--device" in option.names() and option.dest != "gpubench_device":
+            return "pytest"
+    return None
 
 
 def _resolve(config: pytest.Config, opt: Option) -> tuple[Any, str, Path | None]:
