@@ -55,7 +55,7 @@ def find_weights(case: Case) -> Path | None:
 def weights_hint(case: Case) -> str:
     name = case.repo.split("/")[-1]
     what = f"{case.repo} {case.file}" if case.file else case.repo
-    get = f"huggingface-cli download {case.repo}" + (f" {case.file}" if case.file else "")
+    get = f"hf download {case.repo}" + (f" {case.file}" if case.file else "")
     return (
         f"weights missing: {what} is not in $GPUBENCH_MODELS_DIR ({models_dir()}) or the "
         f"Hugging Face cache ({hf_hub()}); get them with `{get} --local-dir "

@@ -42,8 +42,8 @@ class LlamaCpp(BaseEngine):
         default_kv_dtype="fp16",
         overhead_gib=1.0,
         overhead_source=(
-            "llama.cpp logs: compute buffer 527 MiB at the default -ub 512 (code index id "
-            "60863240093) plus ~0.5 GiB CUDA context per process (UNCONFIRMED round figure); "
+            "llama.cpp logs published by users: compute buffer 527 MiB at the default -ub 512, "
+            "plus ~0.5 GiB CUDA context per process (UNCONFIRMED round figure); "
             "at -ub 4096 gpt-oss-120b needed 1811+3187 MiB of compute buffers "
             "(nerdpudding/llama_cpp docs/gpt-oss-120b-configuration-guide.md)"
         ),

@@ -53,10 +53,10 @@ class VLLM(BaseEngine):
         default_kv_dtype="bf16",
         overhead_gib=1.5,
         overhead_source=(
-            "vLLM memory-profiling logs: Llama-3.1-8B bf16 on H100 'non_torch_memory takes "
-            "0.12GiB; PyTorch activation peak memory takes 1.19GiB' (code index id "
-            "57908690698) and a 4B model on a 24 GB card '0.20GiB; 1.45GiB' (id 13068150713); "
-            "1.5 GiB covers both at the default max_num_batched_tokens"
+            "vLLM memory-profiling logs published by users: Llama-3.1-8B bf16 on H100 "
+            "'non_torch_memory takes 0.12GiB; PyTorch activation peak memory takes 1.19GiB' "
+            "and a 4B model on a 24 GB card '0.20GiB; 1.45GiB'; 1.5 GiB covers both at the "
+            "default max_num_batched_tokens"
         ),
         utilization_source="vLLM EngineArgs default gpu_memory_utilization=0.9",
     )

@@ -52,5 +52,5 @@ def test_suite_skips_every_benchmark_with_a_reason(pytester, monkeypatch, marker
         assert any(reason in line for reason in REASONS), line
     weights = [line for line in lines if "weights missing" in line]
     for line in weights:  # the reason says where it looked and how to get them
-        assert re.search(r"huggingface-cli download \S+", line), line
+        assert re.search(r"hf download \S+", line), line
         assert str(pytester.path / "no-models") in line
