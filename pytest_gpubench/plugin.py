@@ -17,8 +17,8 @@ from pytest_gpubench.devices import (
 from pytest_gpubench.engines import registry
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.report.baseline_report import baseline_lines, comparison_lines
-from pytest_gpubench.report.fit_report import did_not_fit_lines, plan_lines
-from pytest_gpubench.report.results import results_lines
+from pytest_gpubench.report.fit_report import plan_lines
+from pytest_gpubench.report.summary import did_not_fit_section, results_section
 from pytest_gpubench.results import baseline_run, confirm, locations
 from pytest_gpubench.results.record import forget, gpu_machine_info, records
 from pytest_gpubench.selection import markers
@@ -194,16 +194,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_sep("=", "gpubench comparison")
             for line in lines:
                 terminalreporter.write_line(line)
-    table = results_lines(records(config))
-    if table:
-        terminalreporter.write_sep("=", f"gpubench results on {run.device.name}")
-        for line in table:
-            terminalreporter.write_line(line)
-    lines = did_not_fit_lines(run.verdicts.values())
-    if lines:
-        terminalreporter.write_sep("=", f"gpubench: did not fit on {run.device.name}")
+    verbosity = config.get_verbosity()
+    sections = results_section(records(config), run.device, verbosity)
+    sections += did_not_fit_section(run.verdicts.values(), run.device, verbosity)
+    for title, lines in sections:
+        if title:
+            terminalreporter.write_sep("=", title)
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Tests that -m or -k deselected are not this run's: no did-not-fit row for them."""
+    if items:
+        verdicts = state(items[0].config).verdicts
+        for item in items:
+            verdicts.pop(item.nodeid, None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

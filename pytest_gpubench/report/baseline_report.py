@@ -60,11 +60,21 @@ def comparison_lines(
     config: pytest.Config, run: BaselineRun, device: SelectedDevice, verdicts: dict[str, Verdict]
 ) -> list[str]:
     """This run (first column) against the --gpubench-compare-to devices."""
-    from pytest_gpubench.report.compare import comparison_frame, to_text  # pandas: only here
+    from pytest_gpubench.report.compare import (  # pandas: only here
+        comparison_frame,
+        shared_rows,
+        to_text,
+    )
 
     doc = document(config, run.engines, device, verdicts)
     if doc is None:
         return ["no benchmark ran, nothing to compare"]
     current = from_document(Path(f"this run ({device.name})"), doc)
     current.device["profile"] = f"this run ({device.name})"
-    return to_text(comparison_frame([current, *run.compare_to]))
+    # the rows this run shares with a reference, as `pytest-gpubench compare` shows by default:
+    # a one-test run against a reference of 190 rows is one row, not 190 "not run" ones
+    frame = comparison_frame([current, *run.compare_to])
+    shared = shared_rows(frame)
+    if shared.empty:
+        return ["no benchmark of this run is in the compared files"]
+    return to_text(shared)
