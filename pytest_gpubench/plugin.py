@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_gpubench import progress
 from pytest_gpubench.devices import (
     describe,
     detect,
@@ -18,6 +19,7 @@ from pytest_gpubench.engines import registry
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.report.baseline_report import baseline_lines, comparison_lines
 from pytest_gpubench.report.fit_report import plan_lines
+from pytest_gpubench.report.progress_sink import terminal_sink
 from pytest_gpubench.report.summary import did_not_fit_section, results_section
 from pytest_gpubench.results import baseline_run, confirm, locations
 from pytest_gpubench.results.record import forget, gpu_machine_info, records
@@ -76,6 +78,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     machine_id.install()
     config.stash[STATE] = RunState(settings, profiles, device, baselines)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Progress lines through pytest's terminal reporter, on a terminal and not under -q."""
+    config = session.config
+    progress.install(terminal_sink(config, state(config).settings.progress))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -213,6 +221,7 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    progress.install(None)
     scope = config.stash.get(ENGINE_SCOPE, None)
     if scope is not None:
         scope.close()

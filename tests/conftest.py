@@ -55,3 +55,17 @@ def start_stub():
 
     with contextlib.ExitStack() as stack:
         yield lambda *args, **kw: stack.enter_context(start_stub_server(*args, **kw))
+
+
+@pytest.fixture(scope="session")
+def example_engine() -> str:
+    """The README's example engine module ("Adding an engine"), as a conftest.py text: the
+    test suite's stub server standing in for an OpenAI-compatible binary."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    found = re.search(
+        r"<!-- example engine -->\n```python\n(.*?)```\n<!-- /example engine -->", text, re.S
+    )
+    assert found, "README lost its example engine block"
+    return found.group(1)

@@ -23,6 +23,7 @@ PACKAGE = Path(pytest_gpubench.__file__).parent
 LAYERS: list[set[str]] = [
     {"__init__", "errors"},
     {"settings"},
+    {"progress"},
     {"devices"},
     {"models"},
     {"metrics"},

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pytest_gpubench import progress
 from pytest_gpubench.bench.ceilings import Ceilings
 from pytest_gpubench.bench.hostload import HostLoad
 from pytest_gpubench.bench.telemetry import Sampler
@@ -102,18 +103,26 @@ class GpuBench:
             spans.append((begin, time.monotonic()))
             return result
 
-        def synced_setup() -> Any:
+        def before_round() -> Any:
+            # untimed: pytest-benchmark calls setup outside the round's clock, so the progress
+            # line (and the user's setup) never costs the measured work anything
+            shown.update(1)
             out = setup() if setup is not None else None
             sync()
             return out
 
         sync()
-        with Sampler() as sampler, HostLoad() as host:
+        label = self.request.node.name
+        with (
+            progress.task(label, rounds + warmup_rounds, "rounds") as shown,
+            Sampler() as sampler,
+            HostLoad() as host,
+        ):
             result = self.benchmark.pedantic(
                 target,
                 args=args,
                 kwargs=kwargs,
-                setup=synced_setup if setup is not None else None,
+                setup=before_round,
                 rounds=rounds,
                 warmup_rounds=warmup_rounds,
             )

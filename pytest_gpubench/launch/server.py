@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from pytest_gpubench import progress
 from pytest_gpubench.engines.base import Engine, ModelRef, counters
 from pytest_gpubench.engines.prometheus import parse as parse_prometheus
 from pytest_gpubench.errors import GpubenchError
@@ -144,6 +145,12 @@ def failure_message(headline: str, command: str, log: ServerLog | None, n: int =
     return "\n".join(lines)
 
 
+def _last_line(log: ServerLog) -> str:
+    """The server's latest log line, for the start-up progress line (loading weights...)."""
+    lines = [line for line in log.tail(3) if line.strip()]
+    return lines[-1].strip()[-120:] if lines else ""
+
+
 def wait_ready(
     engine: Engine,
     handle: Handle,
@@ -154,10 +161,24 @@ def wait_ready(
 ) -> float:
     """Poll the engine's readiness until it serves; seconds it took. On exit or deadline the
     ServerError names the command, the exit status and the log tail."""
+    with progress.task(f"starting {engine.name} server for {model.served_name}") as shown:
+        return _poll_ready(engine, handle, client, model, timeout_s, log, shown)
+
+
+def _poll_ready(
+    engine: Engine,
+    handle: Handle,
+    client: httpx.Client,
+    model: ModelRef,
+    timeout_s: float,
+    log: ServerLog,
+    shown: progress.Task,
+) -> float:
     start = time.monotonic()
     delay = 0.1
     detail = "no answer yet"
     while True:
+        shown.update(detail=_last_line(log))
         code = handle.poll()
         if code is not None:
             raise ServerError(

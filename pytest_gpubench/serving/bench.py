@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pytest
 
+from pytest_gpubench import progress
 from pytest_gpubench.bench.gpubench import GpuBench
 from pytest_gpubench.engines import Engine, find_engine
 from pytest_gpubench.errors import GpubenchError
@@ -198,17 +198,12 @@ class ServeBench:
 
     @contextlib.contextmanager
     def _progress(self, total: int | None, desc: str) -> Iterator[Any]:
-        on = self.progress_mode == "on" or (
-            self.progress_mode == "auto" and sys.__stderr__ is not None and sys.__stderr__.isatty()
-        )
-        if not on:
+        """Requests done, on the terminal (see pytest_gpubench.progress); ``progress_mode``
+        "off" turns this benchmark's line off whatever the run's setting."""
+        if self.progress_mode == "off":
             yield None
             return
-        from tqdm import tqdm
-
-        capman = self.request.config.pluginmanager.getplugin("capturemanager")
-        ctx = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
-        with ctx, tqdm(total=total, desc=desc, unit="req", file=sys.stderr, leave=False) as bar:
+        with progress.task(desc, total, "req") as bar:
             yield bar
 
     def _record(self, metrics: Mapping[str, Metric]) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 from transformers import Trainer, TrainerCallback
 
+from pytest_gpubench import progress
 from pytest_gpubench.metrics.stats import spread_of, summarize
 from pytest_gpubench.workloads import memory
 from pytest_gpubench.workloads.base import InProcessWorkload, WorkloadSettings, now
@@ -66,6 +67,10 @@ class EpochTimer(TrainerCallback):
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._start = (now(self.device), self.counts.samples, self.counts.tokens)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # the step on the run's progress line: a 415 s detection round is no longer silent
+        progress.note(f"step {state.global_step}/{state.max_steps}, epoch {state.epoch or 0:.1f}")
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._start is None:

@@ -9,25 +9,12 @@ the fit estimate's memory row and a version in the baseline from its one module.
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 
-
-def readme_example() -> str:
-    text = README.read_text()
-    found = re.search(
-        r"<!-- example engine -->\n```python\n(.*?)```\n<!-- /example engine -->", text, re.S
-    )
-    assert found, "README lost its example engine block"
-    return found.group(1)
-
-
-def test_example_is_about_thirty_lines() -> None:
-    code = [line for line in readme_example().splitlines() if line.strip()]
+def test_example_is_about_thirty_lines(example_engine: str) -> None:
+    code = [line for line in example_engine.splitlines() if line.strip()]
     assert len(code) <= 40
 
 
@@ -47,9 +34,9 @@ def test_serve(llm_server, serve_bench):
 
 
 def test_readme_engine_serves_benchmarks_and_reaches_the_baseline(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, example_engine: str
 ) -> None:
-    pytester.makeconftest(readme_example())
+    pytester.makeconftest(example_engine)
     pytester.makepyfile(test_served=TEST)
     result = pytester.runpytest_subprocess(
         "--device=cpu", "--gpubench-save-baseline=saved.json", "-p", "no:cacheprovider"
@@ -59,10 +46,12 @@ def test_readme_engine_serves_benchmarks_and_reaches_the_baseline(
     assert doc["gpubench"]["environment"]["engines"] == {"openai-server": "stub-1.0"}
 
 
-def test_readme_engine_memory_row_drives_the_fit_estimate(pytester: pytest.Pytester) -> None:
+def test_readme_engine_memory_row_drives_the_fit_estimate(
+    pytester: pytest.Pytester, example_engine: str
+) -> None:
     """The plan's breakdown carries each engine's own overhead: 2.0 GiB from the example's
     row, 1.5 GiB from vLLM's (engines/vllm.py)."""
-    pytester.makeconftest(readme_example())
+    pytester.makeconftest(example_engine)
     pytester.makepyfile(
         test_plan="""
         import pytest
@@ -84,9 +73,9 @@ def test_readme_engine_memory_row_drives_the_fit_estimate(pytester: pytest.Pytes
 
 
 def test_unknown_engine_in_the_marker_names_the_registered_ones(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, example_engine: str
 ) -> None:
-    pytester.makeconftest(readme_example())
+    pytester.makeconftest(example_engine)
     pytester.makepyfile(
         """
         import pytest

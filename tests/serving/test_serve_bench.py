@@ -333,7 +333,8 @@ def test_bar(serve_bench):
     serve_bench(Server(URL), input_len=8, output_len=4, num_prompts=7)
 """,
     )
-    result = pytester.runpytest_subprocess("--device=cpu", "--gpubench-progress=on", "-s")
+    # under pytest's default capture: the line goes through the terminal reporter
+    result = pytester.runpytest_subprocess("--device=cpu", "--gpubench-progress=on")
     result.assert_outcomes(passed=1)
-    assert "llamacpp stub-model:" in result.stderr.str()
-    assert "/7 [" in result.stderr.str()  # a bar over the 7 measured requests
+    assert "gpubench: llamacpp stub-model:" in result.stdout.str()
+    assert "/7 [" in result.stdout.str()  # a bar over the 7 measured requests
