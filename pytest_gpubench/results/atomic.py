@@ -1,26 +1,107 @@
-"""Atomic file writes: every file the plugin writes appears whole or not at all."""
+"""Atomic file writes: every file the plugin writes appears whole or not at all.
+
+The new content goes to a temporary file next to the target, named
+``.<target>.<host>.<pid>.<random>.gpubench.tmp``, which is fsynced and renamed over the target. The
+target keeps its permission bits when it exists; a new file gets what ``open`` would give it
+(0666 less the umask), never the 0600 of ``tempfile.mkstemp``. An exception removes the
+temporary file; a writer killed outright (SIGKILL, power loss) cannot clean up, so every write
+first removes the temporary files of the same target whose writer is no longer running (on
+this host; another host's, on a shared file system, once they are a day old).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import re
+import secrets
+import socket
+import time
 from pathlib import Path
+
+TMP_SUFFIX = ".gpubench.tmp"
+STALE_AFTER_S = 24 * 3600.0  # a temp file this old is stale even if its pid is alive (reused)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+
+
+def temp_name(target: str, pid: int, token: str, host: str | None = None) -> str:
+    return f".{target}.{host or _host()}.{pid}.{token}{TMP_SUFFIX}"
+
+
+def _temp_pattern(target: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"\.{re.escape(target)}\.([A-Za-z0-9-]+)\.(\d+)\.[0-9a-f]+{re.escape(TMP_SUFFIX)}"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's live process (or a pid we cannot check): leave it
+    return True
+
+
+def sweep_stale(path: Path) -> list[Path]:
+    """Remove the temporary files of ``path`` left by writers that died; returns them."""
+    pattern = _temp_pattern(path.name)
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    now = time.time()
+    here = _host()
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None:
+            continue
+        host, pid = match.group(1), int(match.group(2))
+        leftover = path.parent / name
+        if host == here and pid == os.getpid():
+            continue  # this process's own write in progress (another thread)
+        if host != here or _alive(pid):
+            try:
+                if now - leftover.stat().st_mtime < STALE_AFTER_S:
+                    continue
+            except OSError:
+                continue
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+            removed.append(leftover)
+    return removed
 
 
 def write_text_atomic(path: Path, text: str | bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target.
 
-    A crash at any point leaves either the old file or the new one, never half of one, and
-    no temporary file behind (the rename is atomic on POSIX within one file system).
+    A crash at any point leaves either the old file or the new one, never half of one. An
+    exception leaves no temporary file behind; a killed writer's is removed by the next write
+    of the same target (the rename is atomic on POSIX within one file system).
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale(path)
+    try:
+        keep_mode: int | None = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        keep_mode = None
+    tmp = path.parent / temp_name(path.name, os.getpid(), secrets.token_hex(6))
+    # O_EXCL: never reuse an existing file; mode 0666 is narrowed by the umask, as open() does
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
+            if keep_mode is not None:
+                os.chmod(tmp, keep_mode)
             fh.write(text.encode() if isinstance(text, str) else text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

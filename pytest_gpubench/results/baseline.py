@@ -73,6 +73,34 @@ def _bad(path: Path, where: str, problem: str) -> GpubenchError:
     return GpubenchError(f"{path}: {where}: {problem}")
 
 
+def _kind_of(value: Any) -> str:
+    """How a JSON value reads in an error message: 'a string', 'a list', 'null', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    names = {str: "a string", list: "a list", dict: "an object", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _object(path: Path, where: str, value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object; absent or null is an empty one; else an error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(path, where, f"must be an object, got {_kind_of(value)}")
+    return value
+
+
+def _text(path: Path, where: str, value: Any, default: str = "") -> str:
+    """``value`` when it is a string; absent or null is ``default``; else an error."""
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _bad(path, where, f"must be a string, got {_kind_of(value)}")
+    return value
+
+
 def parse_metric(path: Path, where: str, name: str, raw: Any) -> Metric:
     if not isinstance(raw, dict):
         raise _bad(path, where, f"metric {name!r} must be an object with value and unit")
@@ -81,6 +109,8 @@ def parse_metric(path: Path, where: str, name: str, raw: Any) -> Metric:
             raise _bad(path, where, f"metric {name!r} has no {key!r}")
     if not isinstance(raw["higher_is_better"], bool):
         raise _bad(path, where, f"metric {name!r} field 'higher_is_better' must be true or false")
+    if not isinstance(raw["unit"], str) or not raw["unit"]:
+        raise _bad(path, where, f"metric {name!r} field 'unit' must be a non-empty string")
     spread = raw.get("spread") or {}
     if not isinstance(spread, dict):
         raise _bad(path, where, f"metric {name!r} field 'spread' must be an object")
@@ -90,7 +120,11 @@ def parse_metric(path: Path, where: str, name: str, raw: Any) -> Metric:
             raw["value"],
             raw["unit"],
             raw["higher_is_better"],
-            {k: v for k, v in spread.items() if isinstance(v, int | float)},
+            {
+                k: v
+                for k, v in spread.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            },
             str(raw.get("description", "")),
         )
     except GpubenchError as exc:
@@ -98,18 +132,26 @@ def parse_metric(path: Path, where: str, name: str, raw: Any) -> Metric:
 
 
 def from_document(path: Path, doc: Any) -> Baseline:
-    """Validate a baseline, a published reference or a plain pytest-benchmark JSON file."""
+    """Validate a baseline, a published reference or a plain pytest-benchmark JSON file.
+
+    Every field is checked for its JSON type as it is read, so a file of the wrong shape is
+    one ``GpubenchError`` naming the file and the field, never an exception from inside.
+    """
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise _bad(
             path, "top level", "not a pytest-benchmark or gpubench JSON file (no 'benchmarks' list)"
         )
     ours = doc.get("gpubench")
     if ours is None:  # a plain --benchmark-json / autosave file: take what it has
-        gpu = (doc.get("machine_info") or {}).get("gpu") or {}
+        machine = _object(path, "machine_info", doc.get("machine_info"))
+        gpu = _object(path, "machine_info.gpu", machine.get("gpu"))
         ours = {"schema": SCHEMA_VERSION, "kind": "measured", "device": {}, "skipped": {}}
-        ours["device"] = {"profile": gpu.get("profile") or path.stem, "gpu": gpu.get("name", "")}
+        ours["device"] = {
+            "profile": _text(path, "machine_info.gpu.profile", gpu.get("profile")) or path.stem,
+            "gpu": _text(path, "machine_info.gpu.name", gpu.get("name")),
+        }
     if not isinstance(ours, dict):
-        raise _bad(path, "gpubench", "must be an object")
+        raise _bad(path, "gpubench", f"must be an object, got {_kind_of(ours)}")
     if ours.get("schema") != SCHEMA_VERSION:
         raise _bad(
             path,
@@ -122,17 +164,20 @@ def from_document(path: Path, doc: Any) -> Baseline:
     device = ours.get("device")
     if not isinstance(device, dict) or not device.get("profile"):
         raise _bad(path, "gpubench.device.profile", "missing: name the device profile")
+    _text(path, "gpubench.device.profile", device["profile"])
+    _text(path, "gpubench.device.gpu", device.get("gpu"))
+    environment = _object(path, "gpubench.environment", ours.get("environment"))
+    datetime = _text(path, "datetime", doc.get("datetime"))
     entries: dict[str, Entry] = {}
     for i, bench in enumerate(doc["benchmarks"]):
         where = f"benchmarks[{i}]"
         if not isinstance(bench, dict) or not isinstance(bench.get("fullname"), str):
             raise _bad(path, where, "each benchmark needs a 'fullname'")
-        extra = bench.get("extra_info") or {}
-        meta = extra.get("gpubench") or {}
-        key = str(meta.get("key") or bench["fullname"])
-        raw_metrics = extra.get("metrics") or {}
-        if not isinstance(raw_metrics, dict):
-            raise _bad(path, f"{where}.extra_info.metrics", "must be an object")
+        extra = _object(path, f"{where}.extra_info", bench.get("extra_info"))
+        meta = _object(path, f"{where}.extra_info.gpubench", extra.get("gpubench"))
+        at = f"{where}.extra_info.gpubench"
+        key = _text(path, f"{at}.key", meta.get("key")) or bench["fullname"]
+        raw_metrics = _object(path, f"{where}.extra_info.metrics", extra.get("metrics"))
         metrics = {
             name: parse_metric(path, f"{where}.extra_info.metrics.{name}", name, raw)
             for name, raw in raw_metrics.items()
@@ -140,19 +185,26 @@ def from_document(path: Path, doc: Any) -> Baseline:
         entries[key] = Entry(
             key,
             metrics,
-            str(meta.get("date") or doc.get("datetime") or ""),
-            str(meta.get("source", "")),
-            dict(meta.get("conditions") or {}),
-            str(meta.get("matches", "")),
+            _text(path, f"{at}.date", meta.get("date")) or datetime,
+            _text(path, f"{at}.source", meta.get("source")),
+            dict(_object(path, f"{at}.conditions", meta.get("conditions"))),
+            _text(path, f"{at}.matches", meta.get("matches")),
         )
     skipped = ours.get("skipped") or {}
     if not isinstance(skipped, dict):
         raise _bad(path, "gpubench.skipped", "must be an object of key -> {reason}")
+    for key, skip in skipped.items():
+        if not isinstance(skip, dict):
+            raise _bad(
+                path,
+                f"gpubench.skipped.{key}",
+                f"must be an object with a reason, got {_kind_of(skip)}",
+            )
     return Baseline(
         path,
         ours["kind"],
         device,
-        dict(ours.get("environment") or {}),
+        dict(environment),
         entries,
         skipped,
         doc,
@@ -160,17 +212,34 @@ def from_document(path: Path, doc: Any) -> Baseline:
 
 
 def load(path: str | os.PathLike[str]) -> Baseline:
+    """Read and validate one file; every problem is a ``GpubenchError`` naming the file."""
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except FileNotFoundError:
         raise GpubenchError(
             f"baseline {p} does not exist; record one with --gpubench-save-baseline"
+        ) from None
+    except IsADirectoryError:
+        raise GpubenchError(f"baseline {p} is a folder; give a .json file") from None
+    except OSError as exc:
+        raise GpubenchError(f"baseline {p} cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _bad(
+            p,
+            f"line {line}",
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); JSON files are UTF-8",
         ) from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _bad(p, f"line {exc.lineno}", f"not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise _bad(p, "top level", "not valid JSON (nested too deeply)") from None
     return from_document(p, doc)
 
 

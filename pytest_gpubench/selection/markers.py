@@ -6,6 +6,7 @@ unknown device) fails with the test's id and the problem instead of misbehaving 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -84,9 +85,17 @@ def _vram(item: pytest.Item, mark: pytest.Mark) -> tuple[float, bool]:
             f"kwargs={mark.kwargs!r}",
         )
     value = mark.args[0]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    # not (value > 0) also rejects NaN, which compares false with everything; inf never fits
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or not math.isfinite(value)
+    ):
         raise _fail(
-            item, "needs_vram", f"the memory need must be a positive number of GiB, got {value!r}"
+            item,
+            "needs_vram",
+            f"the memory need must be a positive number of GiB, got {value!r}",
         )
     return float(value), bool(mark.kwargs.get("per_gpu", False))
 

@@ -32,7 +32,13 @@ from pytest_gpubench.engines import Engine, find_engine
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import mean_ci
-from pytest_gpubench.serving.client import RequestResult, RequestSpec, StreamingClient
+from pytest_gpubench.serving.arguments import check_depth_sweep, check_serve, usage_errors_fail
+from pytest_gpubench.serving.client import (
+    IDLE_TIMEOUT_S,
+    RequestResult,
+    RequestSpec,
+    StreamingClient,
+)
 from pytest_gpubench.serving.metrics import (
     SERVING_METRICS,
     check_slo,
@@ -105,6 +111,7 @@ class ServePlan:
     timeout_s: float
     transport: str
     info: dict[str, Any]
+    idle_timeout_s: float | None = IDLE_TIMEOUT_S
 
 
 @dataclass
@@ -219,6 +226,7 @@ class ServeBench:
             )
 
     # -- the benchmark ---------------------------------------------------------------------
+    @usage_errors_fail("serve_bench")
     def __call__(
         self,
         server: ServerLike,
@@ -251,7 +259,11 @@ class ServeBench:
         timeout_s: float = 3600.0,
         transport: str = "aiohttp",
         extra_body: Mapping[str, Any] | None = None,
+        idle_timeout_s: float | None = IDLE_TIMEOUT_S,
     ) -> ServeResult:
+        """``timeout_s`` bounds each request; ``idle_timeout_s`` (None: off) ends a stream
+        that has started and then sends nothing for that long, as a failed request."""
+        check_serve(locals())
         plan = self._build(
             server,
             num_prompts=num_prompts,
@@ -288,6 +300,7 @@ class ServeBench:
             max_error_rate=max_error_rate,
             timeout_s=timeout_s,
             transport=transport,
+            idle_timeout_s=idle_timeout_s,
         )
         runs, times = self._run_rounds(plan)
         return self._aggregate(plan, runs, recorded=bool(times))
@@ -308,6 +321,7 @@ class ServeBench:
         max_error_rate: float | None,
         timeout_s: float,
         transport: str,
+        idle_timeout_s: float | None = IDLE_TIMEOUT_S,
     ) -> ServePlan:
         base_url, model, engine = self._check_server(server)
         fixed_text = workload["preset"] is not None or workload["prompts_file"] is not None
@@ -387,6 +401,7 @@ class ServeBench:
             timeout_s=timeout_s,
             transport=transport,
             info=info,
+            idle_timeout_s=idle_timeout_s,
         )
 
     # -- run rounds: the only part under the clock -----------------------------------------
@@ -402,6 +417,7 @@ class ServeBench:
                 plan.transport,
                 plan.timeout_s,
                 plan.load.concurrency,
+                plan.idle_timeout_s,
             )
         )
         total = None if (plan.load.duration_s or plan.adaptive) else len(plan.specs) * plan.rounds
@@ -556,6 +572,7 @@ class ServeBench:
             )
 
     # -- long context ------------------------------------------------------------------------
+    @usage_errors_fail("serve_bench.depth_sweep")
     def depth_sweep(
         self,
         server: ServerLike,
@@ -568,12 +585,14 @@ class ServeBench:
         seed: int = 42,
         timeout_s: float = 3600.0,
         max_error_rate: float | None = None,
+        idle_timeout_s: float | None = IDLE_TIMEOUT_S,
     ) -> dict[int, dict[str, Metric]]:
         """Single-user decode speed and TTFT as the prompt grows (llama-bench's ``-d``).
 
         Records ``decode_tok_s.d<depth>``, ``prefill_tok_s.d<depth>`` and
         ``ttft_ms.d<depth>`` per depth; one pytest-benchmark round is the whole sweep.
         """
+        check_depth_sweep(locals())
         base_url, model, engine = self._check_server(server)
         headers = _headers(server)
         if not depths or any(int(d) < 0 for d in depths):
@@ -593,7 +612,7 @@ class ServeBench:
                 tok.close()
         loop = asyncio.new_event_loop()
         client = loop.run_until_complete(
-            _make_client(base_url, model, engine, headers, "aiohttp", timeout_s, 1)
+            _make_client(base_url, model, engine, headers, "aiohttp", timeout_s, 1, idle_timeout_s)
         )
         results: dict[int, list[RequestResult]] = {}
 
@@ -666,6 +685,7 @@ async def _make_client(
     transport: str,
     timeout_s: float,
     concurrency: int | None,
+    idle_timeout_s: float | None = IDLE_TIMEOUT_S,
 ) -> StreamingClient:
     """The load client for one server: its API key, its engine's timings parser."""
     kw: dict[str, Any] = {}
@@ -676,6 +696,7 @@ async def _make_client(
         model,
         transport=transport,  # type: ignore[arg-type]
         timeout_s=timeout_s,
+        idle_timeout_s=idle_timeout_s,
         connections=max(concurrency or 1024, 1),
         headers=headers,
         **kw,

@@ -37,6 +37,7 @@ ENDPOINT_PATHS: dict[str, str] = {
 
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 STALE_RETRIES = 16  # attempts for a request that never reached the server
+IDLE_TIMEOUT_S = 120.0  # longest silence inside a started stream before it counts as stalled
 
 
 @dataclass(frozen=True)
@@ -157,47 +158,150 @@ def parse_stream(
             break
         try:
             data = json.loads(payload)
-        except ValueError:
-            result.error = f"malformed SSE event: {payload[:120].decode(errors='replace')!r}"
+        except (ValueError, RecursionError):
+            result.error = f"malformed SSE event: {_shown(payload)!r}"
             return
-        if not isinstance(data, dict):
-            result.error = f"malformed SSE event (not an object): {payload[:120]!r}"
+        try:
+            problem = _apply_event(data, t, result, timings)
+        except Exception as exc:  # a timings parser, or a shape nobody foresaw: counted
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            result.error = f"malformed SSE event ({problem}): {_shown(payload)!r}"
             return
-        if "error" in data:
-            err = data["error"]
-            msg = err.get("message", err) if isinstance(err, dict) else err
-            result.error = f"server error in stream: {msg}"
+        if result.error:  # the server reported an error in the stream
             return
-        choices = data.get("choices")
-        if choices:
-            choice = choices[0]
-            delta = choice.get("delta") or {}
-            text = (
-                choice.get("text")
-                or delta.get("content")
-                or delta.get("reasoning_content")
-                or delta.get("reasoning")
-            )
-            if text:
-                if result.ttft is None:
-                    result.ttft = t - result.start
-                result.token_times.append(t)
-            if choice.get("finish_reason"):
-                result.finish_reason = choice["finish_reason"]
-            result.end = t
-        usage = data.get("usage")
-        if usage:
-            result.usage_prompt_tokens = usage.get("prompt_tokens", result.usage_prompt_tokens)
-            result.usage_completion_tokens = usage.get(
-                "completion_tokens", result.usage_completion_tokens
-            )
-        found = timings(data)
-        if found:
-            result.server_timings = dict(found)
     if result.ttft is None:
         result.error = "the stream ended without generating any text"
         return
     result.ok = True
+
+
+def _shown(payload: bytes) -> str:
+    return payload[:120].decode(errors="replace")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _apply_event(data: Any, t: float, result: RequestResult, timings: TimingsParser) -> str | None:
+    """Fold one decoded SSE event into ``result``; what is wrong with it, or None.
+
+    Every field is checked for its type, so well-formed JSON of the wrong shape is a failed
+    request with a message, never an exception: the client must survive any server.
+    """
+    if not isinstance(data, dict):
+        return "not an object"
+    if "error" in data:
+        err = data["error"]
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        result.error = f"server error in stream: {msg}"
+        return None
+    choices = data.get("choices")
+    if choices is not None and not isinstance(choices, list):
+        return "'choices' is not a list"
+    if choices:
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            return "'choices[0]' is not an object"
+        delta = choice.get("delta")
+        if delta is None:
+            delta = {}
+        elif not isinstance(delta, dict):
+            return "'delta' is not an object"
+        text = (
+            choice.get("text")
+            or delta.get("content")
+            or delta.get("reasoning_content")
+            or delta.get("reasoning")
+        )
+        if text and not isinstance(text, str):
+            return "the generated text is not a string"
+        finish = choice.get("finish_reason")
+        if finish is not None and not isinstance(finish, str):
+            return "'finish_reason' is not a string"
+        if text:
+            if result.ttft is None:
+                result.ttft = t - result.start
+            result.token_times.append(t)
+        if finish:
+            result.finish_reason = finish
+        result.end = t
+    usage = data.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        return "'usage' is not an object"
+    if usage:
+        for key in ("prompt_tokens", "completion_tokens"):
+            if usage.get(key) is not None and not _count(usage[key]):
+                return f"usage.{key} is not a whole number >= 0"
+        if usage.get("prompt_tokens") is not None:
+            result.usage_prompt_tokens = usage["prompt_tokens"]
+        if usage.get("completion_tokens") is not None:
+            result.usage_completion_tokens = usage["completion_tokens"]
+    found = timings(data)
+    if found:
+        numbers = {
+            str(k): float(v)
+            for k, v in found.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        if numbers:
+            result.server_timings = numbers
+    return None
+
+
+class StreamStalled(Exception):
+    """A started stream sent no data for ``idle_s`` seconds (the idle watchdog ended it)."""
+
+    def __init__(self, idle_s: float) -> None:
+        super().__init__(f"no data for {idle_s:g} s")
+        self.idle_s = idle_s
+
+
+class IdleWatch:
+    """Ends a stream that has started and then sends nothing for ``idle_s`` seconds.
+
+    A timer, not a per-read timeout: it wakes ``idle_s`` after the last read it knows of and
+    looks at the time of the last ``(time, bytes)`` the hot path appended, so a read costs
+    nothing extra. Until the first read it only re-arms: the wait for the first token (a
+    request queued behind others, a long prefill) is bounded by the total timeout, not by
+    this one. When it fires it cancels the reading task; ``__exit__`` turns that into
+    ``StreamStalled``.
+    """
+
+    def __init__(self, chunks: list[tuple[float, bytes]], idle_s: float | None) -> None:
+        self.chunks = chunks
+        self.idle_s = idle_s
+        self.fired = False
+        self.task: asyncio.Task | None = None
+        self.handle: asyncio.TimerHandle | None = None
+
+    def __enter__(self) -> IdleWatch:
+        if self.idle_s is not None:
+            self.task = asyncio.current_task()
+            self.handle = asyncio.get_running_loop().call_later(self.idle_s, self._check)
+        return self
+
+    def _check(self) -> None:
+        assert self.idle_s is not None and self.task is not None
+        wait = self.idle_s
+        if self.chunks:
+            wait = self.idle_s - (time.perf_counter() - self.chunks[-1][0])
+            if wait <= 0:
+                self.fired = True
+                self.task.cancel()
+                return
+        self.handle = asyncio.get_running_loop().call_later(wait, self._check)
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        if self.fired and kind is not None and issubclass(kind, asyncio.CancelledError):
+            uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None and uncancel() > 0:
+                return  # cancelled from outside as well: let that cancellation through
+            assert self.idle_s is not None
+            raise StreamStalled(self.idle_s) from None
 
 
 class Transport(Protocol):
@@ -210,11 +314,16 @@ class Transport(Protocol):
 
 class AiohttpTransport:
     def __init__(
-        self, timeout_s: float, connections: int, headers: Mapping[str, str] | None = None
+        self,
+        timeout_s: float,
+        connections: int,
+        headers: Mapping[str, str] | None = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         import aiohttp
 
         self._aiohttp = aiohttp
+        self.idle_timeout_s = idle_timeout_s
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             connector=aiohttp.TCPConnector(limit=connections, force_close=False),
@@ -232,8 +341,9 @@ class AiohttpTransport:
             result.responded = True
             if resp.status != 200:
                 return resp.status, [(clock(), await resp.read())]
-            async for data in resp.content.iter_any():
-                chunks.append((clock(), data))
+            with IdleWatch(chunks, self.idle_timeout_s):
+                async for data in resp.content.iter_any():
+                    chunks.append((clock(), data))
         return 200, chunks
 
     async def aclose(self) -> None:
@@ -242,10 +352,15 @@ class AiohttpTransport:
 
 class HttpxTransport:
     def __init__(
-        self, timeout_s: float, connections: int, headers: Mapping[str, str] | None = None
+        self,
+        timeout_s: float,
+        connections: int,
+        headers: Mapping[str, str] | None = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         import httpx
 
+        self.idle_timeout_s = idle_timeout_s
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
@@ -263,8 +378,9 @@ class HttpxTransport:
             result.responded = True
             if resp.status_code != 200:
                 return resp.status_code, [(clock(), await resp.aread())]
-            async for data in resp.aiter_raw():
-                chunks.append((clock(), data))
+            with IdleWatch(chunks, self.idle_timeout_s):
+                async for data in resp.aiter_raw():
+                    chunks.append((clock(), data))
         return 200, chunks
 
     async def aclose(self) -> None:
@@ -296,16 +412,22 @@ class StreamingClient:
         extra_body: dict[str, Any] | None = None,
         timings: TimingsParser = any_engine_timings,
         headers: Mapping[str, str] | None = None,
+        idle_timeout_s: float | None = IDLE_TIMEOUT_S,
     ) -> None:
         """``timings`` is the engine's ``response_timings`` when the engine is known;
-        ``headers`` go with every request (``Server.headers``: the API key)."""
+        ``headers`` go with every request (``Server.headers``: the API key). ``timeout_s``
+        bounds a whole request; ``idle_timeout_s`` (None: off) the silence inside a stream
+        that has started (``IdleWatch``)."""
         self.timings = timings
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.extra_body = extra_body
         self.timeout_s = timeout_s
+        self.idle_timeout_s = idle_timeout_s
         impl = {"aiohttp": AiohttpTransport, "httpx": HttpxTransport}[transport]
-        self.transport: Transport = impl(timeout_s, connections, dict(headers or {}))
+        self.transport: Transport = impl(
+            timeout_s, connections, dict(headers or {}), idle_timeout_s
+        )
 
     async def send(self, spec: RequestSpec, scheduled: float | None = None) -> RequestResult:
         result = RequestResult(spec)
@@ -329,7 +451,9 @@ class StreamingClient:
                     # is sent again; the pool may hand out several such connections before
                     # a fresh one. Its clock keeps the first start.
         except Exception as exc:  # refused, reset, timed out, protocol errors: counted, not raised
-            if isinstance(exc, asyncio.TimeoutError) or "Timeout" in type(exc).__name__:
+            if isinstance(exc, StreamStalled):
+                result.error = f"stream stalled: {exc}"
+            elif isinstance(exc, asyncio.TimeoutError) or "Timeout" in type(exc).__name__:
                 result.error = f"timed out after {self.timeout_s:g} s"
             else:
                 result.error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
@@ -338,7 +462,11 @@ class StreamingClient:
                 body = chunks[0][1][:300].decode(errors="replace") if chunks else ""
                 result.error = f"HTTP {status}: {body}".strip()
             else:
-                parse_stream(chunks, result, self.timings)
+                try:
+                    parse_stream(chunks, result, self.timings)
+                except Exception as exc:  # parse_stream checks shapes; this is the backstop
+                    result.ok = False
+                    result.error = f"unusable stream: {type(exc).__name__}: {exc}"
         result.scheduled = result.start if scheduled is None else min(scheduled, result.start)
         return result
 

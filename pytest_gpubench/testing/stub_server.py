@@ -1,8 +1,9 @@
 """A local OpenAI-compatible streaming server for testing the load generator.
 
 A stub, because it stands in for an inference engine where the test is about the client:
-its faults (HTTP errors, malformed SSE, short outputs, missing usage) are what real engines
-do occasionally and cannot be made to do on demand, and its speed ceiling (it can stream
+its faults (HTTP errors, malformed SSE, well-formed JSON of the wrong shape, a stream that
+stalls, short outputs, missing usage) are what real engines do occasionally and cannot be
+made to do on demand, and its speed ceiling (it can stream
 tokens faster than any client absorbs them) is what measures the client's own limit.
 
 It speaks HTTP/1.1 with keep-alive and chunked transfer encoding on plain asyncio streams
@@ -61,6 +62,19 @@ def sse(obj: Any) -> bytes:
     return chunked(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
 
 
+# Well-formed JSON a broken or foreign server might send, none of it usable (``--wrong-shape
+# NAME``): a ``usage`` one replaces the stream's usage event, the others its middle token.
+WRONG_SHAPES: dict[str, Any] = {
+    "choices-string": {"choices": "abc"},
+    "choices-null-item": {"choices": [None]},
+    "delta-string": {"choices": [{"index": 0, "delta": "tok", "finish_reason": None}]},
+    "text-number": {"choices": [{"index": 0, "text": 7, "finish_reason": None}]},
+    "usage-string": {"choices": [], "usage": "lots"},
+    "tokens-string": {"choices": [], "usage": {"prompt_tokens": "3", "completion_tokens": "9"}},
+    "event-list": [1, 2, 3],
+}
+
+
 @dataclass
 class Behaviour:
     tokens_per_s: float = 0.0  # 0: as fast as the socket takes them
@@ -72,6 +86,10 @@ class Behaviour:
     timings: bool = False
     counters: dict[str, float] = field(default_factory=dict)
     model: str = MODEL  # the served name /v1/models lists and responses carry
+    wrong_shape: str = ""  # a WRONG_SHAPES name: a well-formed JSON event of the wrong shape
+    wrong_shape_every: int = 1  # ... in every Nth generation request
+    stall_after: int = -1  # >= 0: after this many tokens, send nothing more (connection open)
+    stall_every: int = 1  # ... in every Nth generation request
 
 
 class StubServer:
@@ -204,10 +222,23 @@ class StubServer:
             )
         first = time.perf_counter()
         delay = 1.0 / b.tokens_per_s if b.tokens_per_s else 0.0
+        wrong = WRONG_SHAPES[b.wrong_shape] if b.wrong_shape else None
+        if n_req % b.wrong_shape_every:
+            wrong = None
+        wrong_usage = isinstance(wrong, dict) and "usage" in wrong
+        stall = b.stall_after >= 0 and n_req % b.stall_every == 0
         for i in range(n):
             if b.malformed_every and n_req % b.malformed_every == 0 and i == n // 2:
                 w.write(chunked(b'data: {"choices": [{"text": "broken\n\n'))
                 break
+            if wrong is not None and not wrong_usage and i == n // 2:
+                w.write(sse(wrong))
+                continue
+            if stall and i == b.stall_after:
+                # headers and the first tokens are out; the connection stays open and silent,
+                # as a wedged engine's does
+                await w.drain()
+                await asyncio.sleep(3600)
             w.write(token)
             if delay:
                 await asyncio.sleep(delay)
@@ -232,7 +263,9 @@ class StubServer:
                 "predicted_per_second": n / max(end - first, 1e-9),
             }
         w.write(sse(final))
-        if b.usage and (req.get("stream_options") or {}).get("include_usage"):
+        if wrong_usage:
+            w.write(sse(wrong))
+        elif b.usage and (req.get("stream_options") or {}).get("include_usage"):
             w.write(
                 sse(
                     {
@@ -270,6 +303,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--short-output", type=int, default=0)
     p.add_argument("--no-usage", action="store_true")
     p.add_argument("--timings", action="store_true")
+    p.add_argument("--wrong-shape", choices=sorted(WRONG_SHAPES), default="")
+    p.add_argument("--wrong-shape-every", type=int, default=1)
+    p.add_argument("--stall-after", type=int, default=-1, help="tokens before going silent")
+    p.add_argument("--stall-every", type=int, default=1)
     a = p.parse_args(argv)
     behaviour = Behaviour(
         a.tokens_per_s,
@@ -280,6 +317,10 @@ def main(argv: list[str] | None = None) -> None:
         not a.no_usage,
         a.timings,
         model=a.model,
+        wrong_shape=a.wrong_shape,
+        wrong_shape_every=a.wrong_shape_every,
+        stall_after=a.stall_after,
+        stall_every=a.stall_every,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(a.port, behaviour, a.host))

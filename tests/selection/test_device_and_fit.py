@@ -133,6 +133,8 @@ def test_category_markers_select_with_m(pytester: pytest.Pytester) -> None:
     [
         ('needs_vram("lots")', "the memory need must be a positive number of GiB, got 'lots'"),
         ("needs_vram(-3)", "the memory need must be a positive number of GiB, got -3"),
+        ('needs_vram(float("nan"))', "the memory need must be a positive number of GiB, got nan"),
+        ('needs_vram(float("inf"))', "the memory need must be a positive number of GiB, got inf"),
         ("needs_vram()", "expected needs_vram(gib)*"),
         ('device("rtx9999")', "unknown device 'rtx9999'*Known devices: *spark*"),
         ("device()", "expected device('name', ...)*"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 
 import pytest
 
@@ -14,6 +15,7 @@ from pytest_gpubench.serving.client import (
     StreamingClient,
     parse_stream,
 )
+from pytest_gpubench.testing.stub_server import WRONG_SHAPES
 
 SPEC = RequestSpec("completions", {"prompt": "w1 w2 w3"}, max_tokens=8, input_tokens=3)
 
@@ -134,3 +136,82 @@ def test_a_request_past_its_timeout_is_a_failure(start_stub, transport) -> None:
     stub = start_stub("--ttft-ms", "2000")
     r = send(stub.base_url, timeout_s=0.3, transport=transport)
     assert not r.ok and r.error == "timed out after 0.3 s"
+
+
+# Well-formed JSON of the wrong shape. The stub server (a stub: real engines cannot be made to
+# send these on demand) serves the same shapes for the end-to-end tests below.
+def _wrong_stream(shape) -> list[tuple[float, bytes]]:
+    finish = event({"choices": [{"index": 0, "text": "", "finish_reason": "length"}]})
+    usage = event({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+    wrong = b"data: " + json.dumps(shape).encode() + b"\n\n"
+    if isinstance(shape, dict) and "usage" in shape:
+        return [(1.1, tok("a")), (1.2, tok("b")), (1.3, finish), (1.4, wrong)]
+    return [(1.1, tok("a")), (1.2, wrong), (1.3, tok("b")), (1.4, finish), (1.5, usage)]
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_SHAPES))
+def test_json_of_the_wrong_shape_is_a_failed_request(name) -> None:
+    r = parsed(_wrong_stream(WRONG_SHAPES[name]))
+    assert not r.ok
+    assert r.error.startswith("malformed SSE event ("), r.error
+
+
+@pytest.mark.parametrize(
+    ("shape", "problem"),
+    [
+        ({"choices": "abc"}, "'choices' is not a list"),
+        ({"choices": [None]}, "'choices[0]' is not an object"),
+        ({"choices": [{"delta": "tok"}]}, "'delta' is not an object"),
+        ({"choices": [{"delta": {"content": ["x"]}}]}, "the generated text is not a string"),
+        ({"choices": [{"text": "a", "finish_reason": 1}]}, "'finish_reason' is not a string"),
+        ({"usage": "lots"}, "'usage' is not an object"),
+        ({"usage": {"completion_tokens": "9"}}, "usage.completion_tokens is not a whole number"),
+        ({"usage": {"prompt_tokens": -1}}, "usage.prompt_tokens is not a whole number"),
+        ({"usage": {"prompt_tokens": True}}, "usage.prompt_tokens is not a whole number"),
+    ],
+)
+def test_the_message_says_what_is_wrong(shape, problem) -> None:
+    r = parsed([(1.1, tok("a")), (1.2, event(shape))])
+    assert not r.ok and r.error.startswith(f"malformed SSE event ({problem}"), r.error
+
+
+def test_a_timings_parser_that_raises_is_a_failed_request_not_a_crash() -> None:
+    def broken(body):
+        raise KeyError("timings")
+
+    result = RequestResult(SPEC, start=1.0)
+    parse_stream([(1.1, tok("a"))], result, broken)
+    assert not result.ok and result.error.startswith("malformed SSE event (KeyError: 'timings')")
+
+
+def test_non_numeric_server_timings_are_dropped() -> None:
+    result = RequestResult(SPEC, start=1.0)
+    parse_stream([(1.1, tok("a"))], result, lambda body: {"prompt_n": "3", "prompt_ms": 2})
+    assert result.ok and result.server_timings == {"prompt_ms": 2.0}
+
+
+@pytest.mark.parametrize("name", ["choices-string", "choices-null-item", "tokens-string"])
+def test_a_server_sending_the_wrong_shape_is_counted(start_stub, name) -> None:
+    stub = start_stub("--wrong-shape", name)
+    r = send(stub.base_url)
+    assert not r.ok and r.error.startswith("malformed SSE event ("), r.error
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_a_stream_that_stalls_ends_after_the_idle_timeout(start_stub, transport) -> None:
+    stub = start_stub("--stall-after", "3")
+    t0 = time.perf_counter()
+    r = send(stub.base_url, transport=transport, idle_timeout_s=0.3)
+    took = time.perf_counter() - t0
+    assert not r.ok and r.error == "stream stalled: no data for 0.3 s"
+    assert 0.3 <= took < 3  # not the 3600 s total timeout
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_the_wait_for_the_first_token_is_not_a_stall(start_stub, transport) -> None:
+    """A queued request or a long prefill sends nothing for a while: only the total timeout
+    bounds that. Nor does a slow, steady stream trip it."""
+    stub = start_stub("--ttft-ms", "700", "--tokens-per-s", "20")
+    r = send(stub.base_url, transport=transport, idle_timeout_s=0.2)
+    assert r.ok, r.error
+    assert r.ttft >= 0.7 and r.client_output_chunks == 8
