@@ -85,7 +85,7 @@ def _compare(args: argparse.Namespace) -> int:
     from pytest_gpubench.report import compare
     from pytest_gpubench.results.atomic import write_text_atomic
 
-    frame = compare.compare_files(args.files)
+    frame = compare.compare_files(args.files, detail=True)
     if len(args.files) > 1 and not args.all:
         frame = compare.shared_rows(frame)
     if args.metric:
@@ -100,13 +100,17 @@ def _compare(args: argparse.Namespace) -> int:
         write_text_atomic(Path(args.markdown), compare.to_markdown(frame))
         print(f"wrote {args.markdown}")
     if args.csv:
-        write_text_atomic(Path(args.csv), frame.to_csv(index=False))
+        write_text_atomic(Path(args.csv), frame[compare.LONG_COLUMNS].to_csv(index=False))
         print(f"wrote {args.csv}")
     if args.html:
-        write_text_atomic(Path(args.html), compare.to_html(frame))
+        page = compare.to_html(frame, base=Path(args.html).parent)
+        write_text_atomic(Path(args.html), page)
         print(f"wrote {args.html}")
     if args.png:
         for path in compare.to_png(frame, Path(args.png)):
+            print(f"wrote {path}")
+    if args.svg:
+        for path in compare.to_svg(frame, Path(args.svg)):
             print(f"wrote {path}")
     return 0
 
@@ -136,8 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
     cmp.add_argument("--csv", metavar="FILE", help="also write the long-form CSV")
-    cmp.add_argument("--html", metavar="FILE", help="also write an HTML page")
-    cmp.add_argument("--png", metavar="DIR", help="also write one bar chart per metric")
+    cmp.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write one self-contained HTML page (sortable, filterable table, charts)",
+    )
+    cmp.add_argument("--png", metavar="DIR", help="also write one bar chart per metric (PNG)")
+    cmp.add_argument("--svg", metavar="DIR", help="also write the charts as SVG")
     cmp.set_defaults(func=_compare)
     fit_cli.add_parser(sub)
     return parser

@@ -6,7 +6,6 @@ Python API, the terminal table, Markdown, CSV, HTML and charts are views of one 
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,6 +27,10 @@ LONG_COLUMNS = [
     "status",
     "source",
 ]
+#: Columns ``compare_files(paths, detail=True)`` adds for the charts and the HTML page: the
+#: stored 95% interval (metric spread ci95_low/ci95_high), the file, the device's hardware,
+#: the entry's date and conditions, and for a missing cell the reason (a skip record's).
+DETAIL_COLUMNS = ["ci95_low", "ci95_high", "file", "hardware", "date", "conditions", "note"]
 
 
 def _labels(baselines: Sequence[Baseline]) -> list[str]:
@@ -39,8 +42,22 @@ def _labels(baselines: Sequence[Baseline]) -> list[str]:
     ]
 
 
-def comparison_frame(baselines: Sequence[Baseline]) -> pd.DataFrame:
-    """Long table; a benchmark one device ran and another skipped gets a status row there."""
+def _hardware(b: Baseline) -> str:
+    parts = [b.gpu]
+    if b.device.get("driver"):
+        parts.append(f"driver {b.device['driver']}")
+    if b.device.get("cuda"):
+        parts.append(f"CUDA {b.device['cuda']}")
+    return ", ".join(p for p in parts if p)
+
+
+def _conditions(conditions: dict) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in conditions.items() if v not in (None, ""))
+
+
+def comparison_frame(baselines: Sequence[Baseline], detail: bool = False) -> pd.DataFrame:
+    """Long table; a benchmark one device ran and another skipped gets a status row there.
+    ``detail`` adds ``DETAIL_COLUMNS`` (intervals, file, hardware...) after ``LONG_COLUMNS``."""
     rows = []
     labels = _labels(baselines)
     all_pairs = {(e.row_key, m) for b in baselines for e in b.entries.values() for m in e.metrics}
@@ -60,6 +77,13 @@ def comparison_frame(baselines: Sequence[Baseline]) -> pd.DataFrame:
                         "higher_is_better": metric.higher_is_better,
                         "status": b.kind,
                         "source": entry.source or str(b.path),
+                        "ci95_low": metric.spread.get("ci95_low", math.nan),
+                        "ci95_high": metric.spread.get("ci95_high", math.nan),
+                        "file": str(b.path),
+                        "hardware": _hardware(b),
+                        "date": entry.date,
+                        "conditions": _conditions(entry.conditions),
+                        "note": "",
                     }
                 )
         for key, metric in sorted(all_pairs):
@@ -82,17 +106,25 @@ def comparison_frame(baselines: Sequence[Baseline]) -> pd.DataFrame:
                     "higher_is_better": None,
                     "status": status,
                     "source": str((skip or {}).get("source", b.path)),
+                    "ci95_low": math.nan,
+                    "ci95_high": math.nan,
+                    "file": str(b.path),
+                    "hardware": _hardware(b),
+                    "date": "",
+                    "conditions": "",
+                    "note": str((skip or {}).get("reason", "")),
                 }
             )
-    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+    return pd.DataFrame(rows, columns=LONG_COLUMNS + DETAIL_COLUMNS if detail else LONG_COLUMNS)
 
 
-def compare_files(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """The Python API: ``compare_files(["baselines/h100.json", ...])`` -> long DataFrame."""
+def compare_files(paths: Iterable[str | Path], detail: bool = False) -> pd.DataFrame:
+    """The Python API: ``compare_files(["baselines/h100.json", ...])`` -> long DataFrame
+    (``detail=True``: with the ``DETAIL_COLUMNS`` the charts and the HTML page use)."""
     paths = list(paths)
     if len(paths) < 1:
         raise GpubenchError("compare needs at least one file")
-    return comparison_frame([load(p) for p in paths])
+    return comparison_frame([load(p) for p in paths], detail=detail)
 
 
 def shared_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -172,75 +204,25 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_html(frame: pd.DataFrame, title: str = "pytest-gpubench comparison") -> str:
-    header, rows = wide_rows(frame)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = []
-        for cell in row:
-            css = ""
-            if cell.endswith(("faster", "better")):
-                css = ' class="up"'
-            elif cell.endswith(("slower", "worse")):
-                css = ' class="down"'
-            elif cell in ("did not fit", "not run", "skipped"):
-                css = ' class="missing"'
-            cells.append(f"<td{css}>{html.escape(cell)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    sources = sorted(set(frame["source"]))
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}
-th {{ background: #eee; }} td:first-child, td:nth-child(2) {{ text-align: left; }}
-.up {{ color: #1a7f37; }} .down {{ color: #b42318; }}
-.missing {{ color: #888; font-style: italic; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<table><thead><tr>{head}</tr></thead><tbody>
-{chr(10).join(body)}
-</tbody></table>
-<h2>Sources</h2><ul>{"".join(f"<li>{html.escape(s)}</li>" for s in sources)}</ul>
-</body></html>
-"""
+def to_html(
+    frame: pd.DataFrame, title: str = "pytest-gpubench comparison", base: Path | None = None
+) -> str:
+    """One self-contained page: sortable, filterable table with intervals and source links,
+    and the charts inline (see ``pytest_gpubench.report.page``)."""
+    from pytest_gpubench.report.page import render
+
+    return render(frame, title, base)
 
 
 def to_png(frame: pd.DataFrame, folder: Path) -> list[Path]:
-    """One bar chart per metric: a bar per device for each benchmark that has the metric."""
-    try:
-        import matplotlib
+    """One horizontal bar chart per metric (see ``pytest_gpubench.report.charts``)."""
+    from pytest_gpubench.report.charts import write_charts
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise GpubenchError(
-            "PNG charts need matplotlib: pip install 'pytest-gpubench[report]'"
-        ) from exc
-    from io import BytesIO
+    return write_charts(frame, folder, ("png",))
 
-    from pytest_gpubench.results.atomic import write_text_atomic
 
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    measured = frame.dropna(subset=["value"])
-    for metric, group in measured.groupby("metric", sort=True):
-        table = group.pivot_table(index="key", columns="device", values="value", aggfunc="first")
-        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(table.index) + 3), 4))
-        table.plot.bar(ax=ax)
-        unit = group["unit"].iloc[0]
-        better = "higher" if bool(group["higher_is_better"].iloc[0]) else "lower"
-        ax.set_title(f"{metric} ({unit}, {better} is better)")
-        ax.set_ylabel(unit)
-        ax.set_xlabel("")
-        ax.tick_params(axis="x", labelrotation=20)
-        fig.tight_layout()
-        path = folder / f"{metric}.png"
-        buffer = BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        plt.close(fig)
-        write_text_atomic(path, buffer.getvalue())
-        written.append(path)
-    return written
+def to_svg(frame: pd.DataFrame, folder: Path) -> list[Path]:
+    """The same charts as SVG (labels and bars carry the full id and value as tooltips)."""
+    from pytest_gpubench.report.charts import write_charts
+
+    return write_charts(frame, folder, ("svg",))
