@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.report import peers
 from pytest_gpubench.report.table import format_table
-from pytest_gpubench.results.baseline import Baseline, load
+from pytest_gpubench.results.baseline import Baseline
 
 LONG_COLUMNS = [
     "device",
@@ -87,12 +88,19 @@ def comparison_frame(baselines: Sequence[Baseline]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
-def compare_files(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """The Python API: ``compare_files(["baselines/h100.json", ...])`` -> long DataFrame."""
+def compare_files(
+    paths: Iterable[str | Path], matches: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """The Python API: ``compare_files(["baselines/h100.json", ...])`` -> long DataFrame.
+
+    Peers' result files (vllm bench serve, llama-bench, GuideLLM) are read too
+    (``report/peers.py``); ``matches`` maps a peer entry's key (or a glob) to our test id."""
     paths = list(paths)
     if len(paths) < 1:
         raise GpubenchError("compare needs at least one file")
-    return comparison_frame([load(p) for p in paths])
+    baselines = [peers.load(p) for p in paths]
+    peers.apply_matches(baselines, matches or {})
+    return comparison_frame(baselines)
 
 
 def shared_rows(frame: pd.DataFrame) -> pd.DataFrame:
