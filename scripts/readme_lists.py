@@ -11,8 +11,9 @@ Each block sits between marker comments, which Markdown does not render::
 
 and is replaced by what ``BLOCKS[NAME]`` writes: the built-in device profiles, the
 ``pytest-gpubench devices`` table, a ``pytest-gpubench fit`` breakdown, the fit matrix (the
-commands' real output) and the serving metric table (``serving/metrics.py``). Text outside
-the markers is left as it is. ``tests/test_readme_lists.py`` fails when the README differs.
+commands' real output), the serving metric table and the peers' fields it maps from
+(``serving/metrics.py``). Text outside the markers is left as it is.
+``tests/test_readme_lists.py`` fails when the README differs.
 """
 
 from __future__ import annotations
@@ -92,12 +93,19 @@ def serving_metrics() -> list[str]:
     return ["", *definition_table(), ""]  # blank lines: the comments must not join the table
 
 
+def peer_fields() -> list[str]:
+    from pytest_gpubench.serving.metrics import peer_field_table
+
+    return ["", *peer_field_table(), ""]
+
+
 BLOCKS: dict[str, Callable[[], list[str]]] = {
     "profiles": profiles,
     "devices": devices,
     "fit-example": fit_example,
     "fit-matrix": fit_matrix,
     "serving-metrics": serving_metrics,
+    "peer-fields": peer_fields,
 }
 
 

@@ -85,9 +85,14 @@ def _compare(args: argparse.Namespace) -> int:
     from pytest_gpubench.report import compare
     from pytest_gpubench.results.atomic import write_text_atomic
 
-    frame = compare.compare_files(args.files, detail=True)
+    frame = compare.compare_files(args.files, dict(args.matches or []), detail=True)
     if len(args.files) > 1 and not args.all:
         frame = compare.shared_rows(frame)
+        if frame.empty and not (args.metric or args.key):
+            raise GpubenchError(
+                "nothing to compare: no benchmark and metric is in two of the files; --all "
+                "shows each file's rows, --as PEER_KEY NODEID lines a peer's entry up with ours"
+            )
     if args.metric:
         frame = frame[frame["metric"].isin(args.metric)]
     if args.key:
@@ -130,9 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="compare baselines, published references or pytest-benchmark JSON files",
         description="Per benchmark and metric: each file's value and its ratio to the first "
-        "file's ('4.2x faster'), with 'did not fit' / 'not run' cells.",
+        "file's ('4.2x faster'), with 'did not fit' / 'not run' cells. Peers' files are "
+        "recognised by their shape; their keys are listed with --all.",
     )
-    cmp.add_argument("files", nargs="+", help="JSON files; the first is the reference column")
+    cmp.add_argument(
+        "files",
+        nargs="+",
+        help="our baselines, published references, pytest-benchmark JSON, or peers' results: "
+        "vllm bench serve --save-result JSON, llama-bench -o json/jsonl, a GuideLLM JSON "
+        "report; the first is the reference column",
+    )
+    cmp.add_argument(
+        "--as",
+        dest="matches",
+        nargs=2,
+        action="append",
+        metavar=("PEER_KEY", "NODEID"),
+        help="show the entries whose key is PEER_KEY (exact or a glob, e.g. 'vllm:*') as our "
+        "benchmark NODEID, so they line up with it (repeatable)",
+    )
     cmp.add_argument("--metric", action="append", help="only this metric (repeatable)")
     cmp.add_argument("--key", help="only benchmarks whose key contains this text")
     cmp.add_argument(

@@ -7,14 +7,15 @@ Python API, the terminal table, Markdown, CSV, HTML and charts are views of one 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.report import peers
 from pytest_gpubench.report.table import format_table
-from pytest_gpubench.results.baseline import Baseline, load
+from pytest_gpubench.results.baseline import Baseline
 
 LONG_COLUMNS = [
     "device",
@@ -118,13 +119,22 @@ def comparison_frame(baselines: Sequence[Baseline], detail: bool = False) -> pd.
     return pd.DataFrame(rows, columns=LONG_COLUMNS + DETAIL_COLUMNS if detail else LONG_COLUMNS)
 
 
-def compare_files(paths: Iterable[str | Path], detail: bool = False) -> pd.DataFrame:
-    """The Python API: ``compare_files(["baselines/h100.json", ...])`` -> long DataFrame
-    (``detail=True``: with the ``DETAIL_COLUMNS`` the charts and the HTML page use)."""
+def compare_files(
+    paths: Iterable[str | Path],
+    matches: Mapping[str, str] | None = None,
+    detail: bool = False,
+) -> pd.DataFrame:
+    """The Python API: ``compare_files(["baselines/h100.json", ...])`` -> long DataFrame.
+
+    Peers' result files (vllm bench serve, llama-bench, GuideLLM) are read too
+    (``report/peers.py``); ``matches`` maps a peer entry's key (or a glob) to our test id;
+    ``detail=True`` adds the ``DETAIL_COLUMNS`` the charts and the HTML page use."""
     paths = list(paths)
     if len(paths) < 1:
         raise GpubenchError("compare needs at least one file")
-    return comparison_frame([load(p) for p in paths], detail=detail)
+    baselines = [peers.load(p) for p in paths]
+    peers.apply_matches(baselines, matches or {})
+    return comparison_frame(baselines, detail=detail)
 
 
 def shared_rows(frame: pd.DataFrame) -> pd.DataFrame:

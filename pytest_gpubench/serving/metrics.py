@@ -37,6 +37,18 @@ class ServingMetricDef:
     vllm: str = "-"
     guidellm: str = "-"
     aiperf: str = "-"
+    # Where the peers' result files store this metric, as (field, the unit the file uses);
+    # ``report/peers.py`` reads them through these and converts to ``unit``. Only where the
+    # peer's number has our definition (README "Peers' result files" says where they differ).
+    # vllm_field: a key of `vllm bench serve --save-result` JSON ("a/b" divides two keys;
+    #   mean_<x>_ms brings its median/std/p<N> keys as spread).
+    # guidellm_field: a path under one benchmark of a GuideLLM JSON report, to a number or a
+    #   distribution (its mean is the value, its std_dev, percentiles and count the spread).
+    # llama_bench_field: "<test>.<field>" of a llama-bench -o json/jsonl test, the test being
+    #   pp (prompt only), tg (generation only) or pg (both); "ns/token" divides by its tokens.
+    vllm_field: tuple[str, str] | None = None
+    guidellm_field: tuple[str, str] | None = None
+    llama_bench_field: tuple[str, str] | None = None
 
 
 _DEFS: tuple[ServingMetricDef, ...] = (
@@ -48,6 +60,8 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "ttft",
         "time_to_first_token_ms",
         "time_to_first_token",
+        vllm_field=("mean_ttft_ms", "ms"),
+        guidellm_field=("metrics.time_to_first_token_ms.successful", "ms"),
     ),
     ServingMetricDef(
         "tpot_ms",
@@ -58,6 +72,9 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "tpot",
         "inter_token_latency_ms",
         "inter_token_latency",
+        vllm_field=("mean_tpot_ms", "ms"),
+        guidellm_field=("metrics.inter_token_latency_ms.successful", "ms"),
+        llama_bench_field=("tg.avg_ns", "ns/token"),
     ),
     ServingMetricDef(
         "itl_ms",
@@ -67,6 +84,7 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "itl",
         "-",
         "inter_chunk_latency",
+        vllm_field=("mean_itl_ms", "ms"),
     ),
     ServingMetricDef(
         "e2el_ms",
@@ -76,6 +94,9 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "e2el",
         "request_latency",
         "request_latency",
+        vllm_field=("mean_e2el_ms", "ms"),
+        guidellm_field=("metrics.request_latency.successful", "s"),
+        llama_bench_field=("pg.avg_ns", "ns"),
     ),
     ServingMetricDef(
         "output_tok_s",
@@ -85,6 +106,8 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "output_throughput",
         "output_tokens_per_second",
         "output_token_throughput",
+        vllm_field=("output_throughput", "tok/s"),
+        guidellm_field=("metrics.output_tokens_per_second.successful", "tok/s"),
     ),
     ServingMetricDef(
         "total_tok_s",
@@ -94,6 +117,9 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "total_token_throughput",
         "tokens_per_second",
         "total_token_throughput",
+        vllm_field=("total_token_throughput", "tok/s"),
+        guidellm_field=("metrics.tokens_per_second.successful", "tok/s"),
+        llama_bench_field=("pg.avg_ts", "tok/s"),
     ),
     ServingMetricDef(
         "requests_per_s",
@@ -103,6 +129,8 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "request_throughput",
         "requests_per_second",
         "request_throughput",
+        vllm_field=("request_throughput", "req/s"),
+        guidellm_field=("metrics.requests_per_second.successful", "req/s"),
     ),
     ServingMetricDef(
         "goodput_req_s",
@@ -112,6 +140,7 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "request_goodput",
         "-",
         "goodput",
+        vllm_field=("request_goodput", "req/s"),
     ),
     ServingMetricDef(
         "peak_output_tok_s",
@@ -121,15 +150,17 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "max_output_tokens_per_s",
         "-",
         "-",
+        vllm_field=("max_output_tokens_per_s", "tok/s"),
     ),
     ServingMetricDef(
         "peak_concurrency",
         "requests",
         True,
         "most requests in flight at once",
-        "max_concurrent_requests",
+        "- (its max_concurrent_requests counts requests active within a 1-s bucket)",
         "request_concurrency (max)",
         "-",
+        guidellm_field=("metrics.request_concurrency.successful.max", "requests"),
     ),
     ServingMetricDef(
         "duration_s",
@@ -139,6 +170,8 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "duration",
         "duration",
         "benchmark_duration",
+        vllm_field=("duration", "s"),
+        guidellm_field=("duration", "s"),
     ),
     ServingMetricDef(
         "completed",
@@ -148,6 +181,8 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "completed",
         "successful requests",
         "request_count",
+        vllm_field=("completed", "requests"),
+        guidellm_field=("metrics.request_totals.successful", "requests"),
     ),
     ServingMetricDef(
         "failed",
@@ -157,6 +192,8 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "failed",
         "errored requests",
         "error_request_count",
+        vllm_field=("failed", "requests"),
+        guidellm_field=("metrics.request_totals.errored", "requests"),
     ),
     ServingMetricDef("error_rate", "fraction", False, "failed / (completed + failed)"),
     ServingMetricDef(
@@ -167,6 +204,8 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "total_input_tokens / completed",
         "prompt_token_count",
         "input_sequence_length",
+        vllm_field=("total_input_tokens/completed", "tok/request"),
+        guidellm_field=("metrics.prompt_token_count.successful", "tok/request"),
     ),
     ServingMetricDef(
         "output_tokens",
@@ -176,6 +215,8 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "total_output_tokens / completed",
         "output_token_count",
         "output_sequence_length",
+        vllm_field=("total_output_tokens/completed", "tok/request"),
+        guidellm_field=("metrics.output_token_count.successful", "tok/request"),
     ),
     ServingMetricDef(
         "short_outputs",
@@ -203,6 +244,7 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "-",
         "-",
         "output_token_throughput_per_user",
+        llama_bench_field=("tg.avg_ts", "tok/s"),
     ),
     ServingMetricDef(
         "prefill_tok_s",
@@ -212,6 +254,7 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "-",
         "-",
         "prefill_throughput_per_user",
+        llama_bench_field=("pp.avg_ts", "tok/s"),
     ),
     ServingMetricDef(
         "server_prefill_tok_s",
@@ -479,4 +522,24 @@ def definition_table() -> list[str]:
             f"| `{d.name}` | {d.unit} | {better} | {d.definition} | {d.vllm} | {d.guidellm} "
             f"| {d.aiperf} |"
         )
+    return lines
+
+
+def peer_field_table() -> list[str]:
+    """The README's table of the peers' fields each metric is read from (report/peers.py)."""
+
+    def cell(field: tuple[str, str] | None) -> str:
+        return f"`{field[0]}` ({field[1]})" if field else "-"
+
+    lines = [
+        "| ours | unit | `vllm bench serve --save-result` | GuideLLM JSON (per benchmark) "
+        "| llama-bench json/jsonl |",
+        "|---|---|---|---|---|",
+    ]
+    for d in _DEFS:
+        if d.vllm_field or d.guidellm_field or d.llama_bench_field:
+            lines.append(
+                f"| `{d.name}` | {d.unit} | {cell(d.vllm_field)} | {cell(d.guidellm_field)} "
+                f"| {cell(d.llama_bench_field)} |"
+            )
     return lines
