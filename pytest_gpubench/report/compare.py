@@ -15,7 +15,22 @@ import pandas as pd
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.report import peers
 from pytest_gpubench.report.table import format_table
+from pytest_gpubench.report.wide import ratio_text, wide_rows
 from pytest_gpubench.results.baseline import Baseline
+
+__all__ = [
+    "LONG_COLUMNS",
+    "compare_files",
+    "comparison_frame",
+    "ratio_text",
+    "shared_rows",
+    "to_html",
+    "to_markdown",
+    "to_png",
+    "to_svg",
+    "to_text",
+    "wide_rows",
+]
 
 LONG_COLUMNS = [
     "device",
@@ -146,56 +161,6 @@ def shared_rows(frame: pd.DataFrame) -> pd.DataFrame:
     keep = set(counts[counts >= 2].index)
     mask = [(k, m) in keep for k, m in zip(frame["key"], frame["metric"], strict=True)]
     return frame[mask]
-
-
-def ratio_text(value: float, first: float, higher_is_better: bool, unit: str) -> str:
-    """'4.2x faster' / '3.5x slower' against the first device, direction-aware."""
-    if not (math.isfinite(value) and math.isfinite(first)) or value <= 0 or first <= 0:
-        return ""
-    better = value / first if higher_is_better else first / value
-    if abs(better - 1) < 0.005:
-        return "same"
-    speed = unit.endswith("/s") or unit in ("s", "ms", "us", "s/image") or "/min" in unit
-    up, down = ("faster", "slower") if speed else ("better", "worse")
-    return f"{better:.2f}x {up}" if better > 1 else f"{1 / better:.2f}x {down}"
-
-
-def _fmt(value: float) -> str:
-    if abs(value) >= 100:
-        return f"{value:,.1f}"
-    return f"{value:.4g}"
-
-
-def wide_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: key, metric, unit, then per device its value and ratio to the first."""
-    devices = list(dict.fromkeys(frame["device"]))
-    header = ["benchmark", "metric", "unit"]
-    for i, device in enumerate(devices):
-        header.append(device)
-        if i:
-            header.append(f"{device} vs {devices[0]}")
-    rows = []
-    for (key, metric), group in frame.groupby(["key", "metric"], sort=True):
-        by_device = {r.device: r for r in group.itertuples()}
-        measured = [r for r in group.itertuples() if isinstance(r.unit, str) and r.unit]
-        unit = measured[0].unit if measured else ""
-        hib = bool(measured[0].higher_is_better) if measured else True
-        first = by_device.get(devices[0])
-        first_value = first.value if first is not None else math.nan
-        row = [key, metric, unit]
-        for i, device in enumerate(devices):
-            r = by_device.get(device)
-            if r is None:
-                cell, value = "not run", math.nan
-            elif math.isnan(r.value):
-                cell, value = r.status, math.nan
-            else:
-                cell, value = _fmt(r.value), r.value
-            row.append(cell)
-            if i:
-                row.append(ratio_text(value, first_value, hib, unit))
-        rows.append(row)
-    return header, rows
 
 
 def to_text(frame: pd.DataFrame) -> list[str]:

@@ -55,7 +55,7 @@ def _breakable(key: str) -> str:
 
 
 def _fmt(value: float) -> str:
-    from pytest_gpubench.report.compare import _fmt as fmt
+    from pytest_gpubench.report.wide import fmt
 
     return fmt(value)
 
@@ -142,7 +142,7 @@ def render(
 ) -> str:
     """The page for ``frame`` (best from ``compare_files(paths, detail=True)``); ``base`` is the
     folder the page is written to, so links to baseline files are relative to it."""
-    from pytest_gpubench.report.compare import ratio_text, wide_rows
+    from pytest_gpubench.report.wide import ratio_text, wide_rows
 
     _, text_rows = wide_rows(frame)
     devices = list(dict.fromkeys(frame["device"]))

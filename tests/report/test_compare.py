@@ -99,7 +99,8 @@ def test_cli_table_has_values_ratios_and_missing_cells(files: list[Path]) -> Non
     header = lines[0].split()
     assert header[:3] == ["benchmark", "metric", "unit"]
     assert (
-        "rtx4090 (published)" in lines[0] and "spark (published) vs rtx4090 (published)" in lines[0]
+        "rtx4090 (published)" in lines[0]
+        and "spark (published) compared with rtx4090 (published)" in lines[0]
     )
     row = next(line for line in lines if line.startswith(KEY) and "output_tok_s" in line)
     assert "147.0" in row and "35" in row and "294.0" in row
@@ -226,11 +227,21 @@ def test_compare_to_at_end_of_run(pytester: pytest.Pytester, files: list[Path]) 
     )
     result = pytester.runpytest("--device=cpu", "--gpubench-compare-to=spark")
     result.assert_outcomes(passed=1)
+    # rows this run shares with the reference only, as `pytest-gpubench compare` shows: the
+    # reference has no test_decode, so none (not one "not run" row per reference entry)
+    result.stdout.fnmatch_lines(
+        ["*= gpubench comparison =*", "no benchmark of this run is in the compared files"]
+    )
+    shared = make_doc(
+        "spark", "published", {"test_llm.py::test_decode": {"output_tok_s": (35.0, "tok/s", True)}}
+    )
+    (refdir / "spark.json").write_text(json.dumps(shared))
+    result = pytester.runpytest("--device=cpu", "--gpubench-compare-to=spark")
     result.stdout.fnmatch_lines(
         [
             "*= gpubench comparison =*",
-            "benchmark * metric * unit * this run (cpu) * spark (published) *",
-            "test_llm.py::test_decode * output_tok_s * tok/s * 70 * not run*",
+            "benchmark * metric * unit * this run (cpu) * spark (published) *compared with*",
+            "test_llm.py::test_decode * output_tok_s * tok/s * 70 * 35 * 2.00x slower",
         ]
     )
     bad = pytester.runpytest("--device=cpu", "--gpubench-compare-to=jetson-thor")
