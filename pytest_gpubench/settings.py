@@ -202,8 +202,9 @@ OPTIONS: tuple[Option, ...] = (
         "GPUBENCH_PROGRESS",
         "gpubench_progress",
         "auto",
-        "progress bar of requests done in serving benchmarks: on, off, or auto "
-        "(on when stderr is a terminal; default auto)",
+        "progress lines for server start-up, serving requests, timed rounds and training "
+        "steps: on, off, or auto (on when pytest writes to a terminal and not under -q; "
+        "default auto)",
     ),
 )
 
