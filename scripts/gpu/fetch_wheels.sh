@@ -14,5 +14,6 @@ get() {
 }
 get pytest-benchmark==5.3.1 py-cpuinfo==9.0.0 nvidia-ml-py==13.615.71 gguf==0.19.0 \
     diffusers==0.42.1 aiohttp==3.14.5 aiohappyeyeballs aiosignal frozenlist multidict \
-    yarl propcache httpx==0.28.1 httpcore h11 anyio pytest==9.2.0 pluggy==1.7.0 iniconfig psutil
+    yarl propcache httpx==0.28.1 httpcore h11 anyio pytest==9.2.0 pluggy==1.7.0 iniconfig psutil \
+    prometheus_client==0.26.0 tqdm
 ls -la .whl
