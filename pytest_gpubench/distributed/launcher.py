@@ -1,12 +1,17 @@
 """Launch a distributed job with torchrun as a child of pytest, collect each rank's numbers.
 
 The job runs in its own process session; whatever happens (a failed rank, a timeout, Ctrl-C)
-the session is signalled SIGTERM, then SIGKILL after a grace period, and every rank also dies
-with its launcher (see ``train_worker.die_with_parent``), so no rank outlives the benchmark.
+the session is signalled SIGTERM, then SIGKILL after a grace period, and every rank torchrun
+started (in sessions of their own) is killed after it. torchrun dies with pytest
+(``PR_SET_PDEATHSIG``), and so do ranks that call ``train_worker.die_with_parent``; for any
+other worker module, and for a rank still importing when torchrun died, the job is in the run's
+record (``pytest_gpubench.launch.reaper``): the run's watchdog, which notes the job's processes
+every second, stops them when pytest dies, and the next run's sweep if the watchdog could not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from pytest_gpubench.distributed.train_worker import die_with_parent
+from pytest_gpubench.launch import reaper
 
 TAIL_LINES = 50
 GRACE_S = 10.0
@@ -81,19 +89,32 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
         return "(no log written)"
 
 
+def _ranks(proc: subprocess.Popen) -> list[psutil.Process]:
+    """torchrun's descendants (its own exit status is ``proc``'s to collect)."""
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    ranks = _ranks(proc)  # before torchrun goes: ranks have sessions of their own
+    if proc.poll() is None:
+        for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    _, left = psutil.wait_procs(ranks, timeout=5)  # torchrun stops its ranks as it exits
+    for rank in left:
+        with contextlib.suppress(psutil.Error):
+            rank.kill()
+    psutil.wait_procs(left, timeout=5)
 
 
 def root_cause(out_dir: Path, failed: list[int]) -> int:
@@ -133,7 +154,8 @@ def torchrun(
         str(out_dir),
     ]
     launcher_log = out_dir / "torchrun.log"
-    full_env = {**os.environ, **SAFE_ENV, **(env or {})}
+    record_key = reaper.RUN.new_key()  # its tag marks torchrun and every rank as this run's
+    full_env = {**os.environ, **SAFE_ENV, **(env or {}), **reaper.RUN.tag(record_key)}
     start = time.monotonic()
     with open(launcher_log, "w") as log:
         proc = subprocess.Popen(
@@ -144,6 +166,7 @@ def torchrun(
             start_new_session=True,
             preexec_fn=die_with_parent,  # torchrun dies if pytest is killed outright
         )
+        reaper.RUN.add_session(proc.pid, f"torchrun pid {proc.pid} ({nproc} ranks)", record_key)
         try:
             rc = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -157,6 +180,7 @@ def torchrun(
             raise
         finally:
             _stop(proc)
+            reaper.RUN.remove(record_key)
     wall = time.monotonic() - start
     results = {int(p.stem[4:]): json.loads(p.read_text()) for p in out_dir.glob("rank*.json")}
     if rc == 0 and len(results) == nproc:

@@ -3,8 +3,9 @@
 Stopping must not depend on a test finishing normally. Handles register here the moment they
 exist; the registry is emptied by the session fixture's finalizer (end of run, failing
 fixtures and tests), by ``pytest_unconfigure`` (Ctrl-C and SIGTERM, which the plugin turns into
-KeyboardInterrupt so pytest unwinds), and by ``atexit`` as a last resort. Local processes also
-carry ``PR_SET_PDEATHSIG`` so the kernel kills them if pytest itself is SIGKILLed.
+KeyboardInterrupt so pytest unwinds), and by ``atexit`` as a last resort. For the case no
+Python code sees, pytest killed with SIGKILL, each handle is also in the run's record on disk
+and a watchdog process stops the whole tree (see ``reaper``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import threading
 from typing import Any
 
+from pytest_gpubench.launch import reaper
 from pytest_gpubench.launch.base import DEFAULT_GRACE_S, Handle
 
 
@@ -50,7 +52,7 @@ class Registry:
 
 
 REGISTRY = Registry()
-atexit.register(REGISTRY.stop_all)
+atexit.register(REGISTRY.stop_all)  # runs before reaper's RUN.close (registered on import)
 
 
 class Terminated(KeyboardInterrupt):
@@ -66,7 +68,7 @@ _depth = 0
 
 def _on_sigterm(signum: int, frame: object) -> None:
     # Ignore further SIGTERMs while unwinding so the clean-up itself is not cut short;
-    # SIGKILL still works, and local servers carry PDEATHSIG for that case.
+    # SIGKILL still works, and the run's watchdog handles that case.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated(f"received signal {signum} (SIGTERM)")
 
@@ -96,6 +98,7 @@ def leave_run() -> None:
         return
     try:
         REGISTRY.stop_all()
+        reaper.RUN.close()  # the record is empty now: the watchdog exits
     finally:
         if _installed and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _previous if _previous is not None else signal.SIG_DFL)

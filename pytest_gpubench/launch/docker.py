@@ -1,8 +1,10 @@
 """Docker containers through the Docker SDK: one container per server, always removed.
 
 The port is published on 127.0.0.1 only, the model is mounted read-only, GPUs are requested
-when the host has one, and every container carries labels naming this pytest process so a
-later run can find and remove leftovers of one that was SIGKILLed.
+when the host has one, and every container carries labels naming this pytest process (pid and
+start time) so a later run can find and remove leftovers of one that was SIGKILLed. Each
+container is also in the run's record (``reaper``): the run's watchdog removes it the moment
+pytest dies, the next run's sweep if the watchdog could not.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from pathlib import Path
 
 from pytest_gpubench.engines.base import Engine
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.launch import reaper
 from pytest_gpubench.launch.base import DEFAULT_GRACE_S, StartRequest, shell_join
 from pytest_gpubench.launch.cleanup import REGISTRY
 
 LABEL = "pytest-gpubench"
 LABEL_PID = "pytest-gpubench.pid"
+LABEL_STARTED = "pytest-gpubench.pid-started"  # the pid's start time: a reused pid is not ours
 MODEL_ROOT = "/models"
 # Passed through from the host environment when set (values never logged).
 PASS_THROUGH_ENV = (
@@ -58,7 +62,14 @@ def remove_orphans(client) -> list[str]:
     removed = []
     for container in client.containers.list(all=True, filters={"label": LABEL}):
         pid = container.labels.get(LABEL_PID, "")
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        started = container.labels.get(LABEL_STARTED, "")
+        if not pid.isdigit():
+            continue
+        try:
+            gone = not reaper.alive(int(pid), float(started))
+        except ValueError:  # no start-time label (an older run's container)
+            gone = not _pid_alive(int(pid))
+        if gone:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
                 removed.append(container.name)
@@ -76,9 +87,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 class DockerHandle:
-    def __init__(self, container, display: str, log) -> None:
+    def __init__(self, container, display: str, log, record_key: str | None = None) -> None:
         self.container = container
         self.ident = f"container {container.name}"
+        self.record_key = record_key
         self.display_command = display
         self.log = log
         self._stopped = False
@@ -117,6 +129,7 @@ class DockerHandle:
         self._reader.join(timeout=5)
         self._stopped = True
         REGISTRY.discard(self)
+        reaper.RUN.remove(self.record_key)
         self.log.note(f"stopped and removed {self.ident}, exit status {self._code}")
         return self._code
 
@@ -184,6 +197,8 @@ class DockerLauncher:
         ]  # fmt: skip
         display = shell_join(request.log.redactor.argv([a for a in display_argv if a]))
         request.log.note(f"command: {display}")
+        # recorded by name before it exists: a pytest killed during ``run`` leaves nothing either
+        record_key = reaper.RUN.add_container(name, name, f"{engine.name} server container {name}")
         try:
             container = client.containers.run(
                 image,
@@ -194,10 +209,15 @@ class DockerLauncher:
                 environment=env,
                 ports={f"{cport}/tcp": (request.host, request.port)},
                 volumes=volumes,
-                labels={LABEL: "1", LABEL_PID: str(os.getpid())},
+                labels={
+                    LABEL: "1",
+                    LABEL_PID: str(os.getpid()),
+                    LABEL_STARTED: repr(reaper.start_time(os.getpid())),
+                },
                 **kwargs,
             )
         except docker.errors.ImageNotFound:
+            reaper.RUN.remove(record_key)
             raise GpubenchError(
                 f"Docker image {image!r} not found locally and could not be pulled; pull or "
                 "build it, or pass image=..."
@@ -206,10 +226,11 @@ class DockerLauncher:
             # created but not started (e.g. port taken): remove it before reporting
             with contextlib.suppress(Exception):
                 client.containers.get(name).remove(force=True)
+            reaper.RUN.remove(record_key)
             raise GpubenchError(
                 f"docker could not start {image!r}: {exc.explanation or exc}"
             ) from None
-        handle = DockerHandle(container, display, request.log)
+        handle = DockerHandle(container, display, request.log, record_key)
         REGISTRY.add(handle)
         request.log.note(f"started {handle.ident}")
         return handle

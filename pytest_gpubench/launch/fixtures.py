@@ -14,6 +14,7 @@ the run, on Ctrl-C or SIGTERM, and when a different server is asked for.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,12 +22,13 @@ import pytest
 
 from pytest_gpubench.engines.registry import engine_names
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.launch import cleanup
+from pytest_gpubench.launch import cleanup, reaper
 from pytest_gpubench.launch.pool import ServerPool
 from pytest_gpubench.launch.server import Server, failure_message
 from pytest_gpubench.state import state
 
 POOL = pytest.StashKey[ServerPool]()
+SWEPT = pytest.StashKey["str | None"]()
 INTERRUPTED_TAIL = 10
 USED = pytest.StashKey[list[Server]]()
 MODEL_MARKER = (
@@ -50,7 +52,29 @@ def pytest_configure(config: pytest.Config) -> None:
         server_url=settings.server_url,
         gpu=bool(state(config).device.detection.gpus),
     )
+    if cleanup._depth == 0 and not hasattr(config, "workerinput"):
+        config.stash[SWEPT] = _sweep()  # the outermost run: what killed runs left on this machine
     cleanup.enter_run()
+
+
+def _sweep() -> str | None:
+    try:
+        return reaper.sweep(reaper.RUN.directory)
+    except Exception as exc:
+        return f"gpubench: could not check for what killed runs left ({type(exc).__name__}: {exc})"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The sweep's one line, after the header and shown with ``-q`` too."""
+    line = session.config.stash.get(SWEPT, None)
+    if not line:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+    else:
+        print(line, file=sys.stderr)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

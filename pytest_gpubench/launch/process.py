@@ -2,8 +2,9 @@
 
 Its own session (``setsid``) keeps a terminal's Ctrl-C from reaching the server before the
 plugin has stopped it in order, and lets ``killpg`` reach every worker it forked (vLLM starts
-an engine-core process). ``PR_SET_PDEATHSIG`` is the kernel's guarantee for the one case no
-Python code sees: pytest killed with SIGKILL.
+an engine-core process). ``PR_SET_PDEATHSIG`` makes the kernel kill the server itself the
+moment pytest dies, even by SIGKILL; what the server started is stopped then by the run's
+watchdog, or by the next run's sweep (``reaper``), because each server's session is recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from pytest_gpubench.engines.base import Engine
+from pytest_gpubench.launch import reaper
 from pytest_gpubench.launch.base import DEFAULT_GRACE_S, StartRequest, shell_join
 from pytest_gpubench.launch.cleanup import REGISTRY
 from pytest_gpubench.launch.logs import ServerLog
@@ -49,13 +51,25 @@ def _child_setup() -> None:
 
 
 class ProcessHandle:
-    def __init__(self, proc: subprocess.Popen, display: str, log: ServerLog) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        display: str,
+        log: ServerLog,
+        what: str = "server",
+        record_key: str | None = None,
+    ) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.ident = f"pid {proc.pid}"
         self.display_command = display
         self.log = log
         self._stopped = False
+        self._start = reaper.start_time(proc.pid)
+        self._tag = reaper.RUN.tag(record_key)[reaper.ENV_TAG] if record_key else None
+        self.record_key = reaper.RUN.add_session(proc.pid, f"{what} pid {proc.pid}", record_key)
+        if reaper.RUN.problem:
+            log.note(f"{reaper.RUN.problem}: a SIGKILLed pytest may leave this server's workers")
         self._reader = threading.Thread(
             target=log.pump,
             args=(iter(proc.stdout.readline, b""),),
@@ -68,12 +82,21 @@ class ProcessHandle:
         return self.proc.poll()
 
     def _group_members(self) -> list[psutil.Process]:
-        """The server and every descendant, including ones that left its process group."""
+        """The server, every descendant (including ones that left its process group) and every
+        process still in its session (including ones whose parent died: vLLM's EngineCore when
+        the API server was killed)."""
+        found = {}
         try:
             root = psutil.Process(self.pid)
-            return [root, *root.children(recursive=True)]
+            found = {p.pid: p for p in [root, *root.children(recursive=True)]}
         except psutil.Error:
-            return []
+            pass
+        if self._start is not None:
+            for pid in reaper.session_tree(self.pid, self._start, tag=self._tag):
+                if pid not in found:
+                    with contextlib.suppress(psutil.Error):
+                        found[pid] = psutil.Process(pid)
+        return list(found.values())
 
     def stop(self, grace_s: float = DEFAULT_GRACE_S) -> int | None:
         if self._stopped:
@@ -92,6 +115,7 @@ class ProcessHandle:
         self._reader.join(timeout=5)
         self._stopped = True
         REGISTRY.discard(self)
+        reaper.RUN.remove(self.record_key)
         self.log.note(f"stopped {self.ident}, exit status {code}")
         return code
 
@@ -119,7 +143,8 @@ class ProcessLauncher:
 
     def start(self, request: StartRequest) -> ProcessHandle:
         argv = [*request.executable, *request.argv]
-        env = {**os.environ, **request.env, **request.secret_env}
+        key = reaper.RUN.new_key()  # its tag marks the server and all it starts as this run's
+        env = {**os.environ, **request.env, **request.secret_env, **reaper.RUN.tag(key)}
         display = shell_join(request.log.redactor.argv(argv))
         cwd = Path(request.extra.get("cwd") or os.getcwd())
         request.log.note(f"command: {display}")
@@ -140,7 +165,7 @@ class ProcessLauncher:
             from pytest_gpubench.errors import GpubenchError
 
             raise GpubenchError(f"cannot start {request.engine.name}: {display}: {exc}") from None
-        handle = ProcessHandle(proc, display, request.log)
+        handle = ProcessHandle(proc, display, request.log, f"{request.engine.name} server", key)
         REGISTRY.add(handle)
         request.log.note(f"started {handle.ident}")
         return handle

@@ -4,6 +4,7 @@ test their own server set-ups. Also how to run an inner pytest that Ctrl-C reall
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -42,6 +43,59 @@ def assert_nothing_left(marker: str, docker_client=None, wait_s: float = 5.0) ->
         if time.monotonic() > deadline:
             pytest.fail(f"left behind: processes {[p.pid for p in procs]}, containers {conts}")
         time.sleep(0.2)
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """Every live descendant of ``pid`` (say, a pytest run's servers and what they started),
+    without the run's watchdog."""
+    try:
+        procs = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    watchdog = watchdog_of(pid)
+    return [p for p in procs if watchdog is None or p.pid != watchdog.pid]
+
+
+def watchdog_of(pid: int) -> psutil.Process | None:
+    """The watchdog process of the run in process ``pid`` (see ``launch.reaper``), if any."""
+    from pytest_gpubench.launch.reaper import WATCHDOG_MODULE
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children():
+            with contextlib.suppress(psutil.Error):
+                if WATCHDOG_MODULE in " ".join(child.cmdline()):
+                    return child
+    return None
+
+
+def running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``procs`` still running (the same processes: a reused pid is not counted)."""
+    out = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+    return out
+
+
+def describe(procs: list[psutil.Process]) -> str:
+    parts = []
+    for proc in procs:
+        try:
+            parts.append(f"{proc.pid} {proc.name()} ({proc.memory_info().rss >> 20} MB)")
+        except psutil.Error:
+            parts.append(f"{proc.pid} (gone)")
+    return ", ".join(parts) or "none"
+
+
+def wait_gone(procs: list[psutil.Process], timeout_s: float) -> float:
+    """Seconds until none of ``procs`` runs; fails naming the survivors after ``timeout_s``."""
+    start = time.monotonic()
+    while running(procs):
+        if time.monotonic() - start > timeout_s:
+            pytest.fail(f"still running {timeout_s:g} s later: {describe(running(procs))}")
+        time.sleep(0.1)
+    return time.monotonic() - start
 
 
 def unique_name(request: pytest.FixtureRequest) -> str:

@@ -132,3 +132,75 @@ def test_fixture_runs_the_model_of_a_local_config(pytester: pytest.Pytester, tin
         """
     )
     pytester.runpytest("--device=cpu").assert_outcomes(passed=1)
+
+
+SLEEPY_RANK = """
+import argparse, os, time
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--out")
+args, _ = parser.parse_known_args()
+Path(args.out, f"rank{os.environ['RANK']}.log").write_text("up\\n")
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("watchdog", ["watchdog-alive", "watchdog-killed-too"])
+def test_ranks_of_any_worker_module_do_not_outlive_a_killed_pytest(
+    pytester: pytest.Pytester, tmp_path: Path, watchdog: str
+) -> None:
+    """A worker module that does not die with its parent (any user's ``module=``): torchrun
+    dies with pytest, its ranks (in sessions of their own) are re-parented to init. Measured
+    before the run's watchdog existed: both ranks still ran 10 s later. Now the watchdog
+    stops them, or the next pytest run's sweep when the watchdog was killed too."""
+    import signal
+    import subprocess
+    import sys
+
+    from pytest_gpubench.testing.leftovers import process_tree, running, wait_gone, watchdog_of
+
+    (tmp_path / "sleepy_rank.py").write_text(SLEEPY_RANK)
+    out = tmp_path / "killed"
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    script = tmp_path / "launch.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from pytest_gpubench.distributed.launcher import torchrun\n"
+        f"torchrun(2, [], Path({str(out)!r}), module='sleepy_rank',\n"
+        f"         env={{'PYTHONPATH': {path!r}}})\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)])
+    tree: list = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(out.glob("rank*.log"))) < 2:
+            time.sleep(0.2)
+        assert len(list(out.glob("rank*.log"))) == 2, "ranks did not start"
+        # no pause for the watchdog's once-a-second snapshot: the ranks carry the run's tag
+        tree = process_tree(proc.pid)
+        ranks = [p for p in tree if "torch.distributed.run" not in p.cmdline()]
+        assert len(ranks) == 2 and all(os.getsid(r.pid) == r.pid for r in ranks)
+        guard = watchdog_of(proc.pid)
+        assert guard is not None
+        if watchdog == "watchdog-killed-too":
+            guard.kill()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if watchdog == "watchdog-alive":
+            wait_gone(tree, timeout_s=15)
+            return
+        time.sleep(2)
+        assert len(running(ranks)) == 2  # nothing else stops them
+        pytester.makepyfile("def test_x(): pass")
+        later = pytester.runpytest_subprocess("-q")
+        line = [x for x in later.outlines if x.startswith("gpubench: cleaned up")]
+        assert len(line) == 1 and f"(pid {proc.pid}, started " in line[0], later.outlines
+        assert "stopped torchrun pid " in line[0]
+        assert "(2 ranks) (2 processes: python x2)" in line[0]
+        assert not running(tree)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for leftover in running(tree):
+            leftover.kill()

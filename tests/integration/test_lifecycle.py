@@ -6,6 +6,7 @@ that no server process or container is left and that the user was shown what hap
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.leftovers import assert_nothing_left, inner_pytest_argv, unique_name
+from pytest_gpubench.testing.leftovers import (
+    assert_nothing_left,
+    containers_with,
+    inner_pytest_argv,
+    process_tree,
+    running,
+    unique_name,
+    wait_gone,
+    watchdog_of,
+)
 
 SERVE = """
 import os, pathlib, time
@@ -273,18 +283,103 @@ def test_switching_model_stops_the_previous_server(
     assert_nothing_left(name)
 
 
-def test_the_run_outlives_nothing_even_when_pytest_is_killed(
-    pytester: pytest.Pytester, tiny_model, llama_server_bin, name
+KILLED = """
+import pathlib, time
+
+def test_serves_until_killed(llm_server):
+    server = llm_server(**{how!r})
+    pathlib.Path("server.txt").write_text(server.base_url)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture(params=["llamacpp", "llamacpp-docker", "vllm"])
+def engine_how(request: pytest.FixtureRequest, tiny_model, name):
+    """(llm_server's arguments, docker client or None) for each engine this machine runs."""
+    if request.param == "vllm":
+        python = request.getfixturevalue("vllm_python")
+        return {
+            "engine": "vllm", "model": str(tiny_model.hf_dir), "served_name": name,
+            "executable": str(python), "options": {"context": 1024, "dtype": "bfloat16"},
+            "env": {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"},
+        }, None  # fmt: skip
+    how = {"engine": "llamacpp", "model": str(tiny_model.gguf_path), "served_name": name}
+    if request.param == "llamacpp":
+        return {**how, "executable": str(request.getfixturevalue("llama_server_bin"))}, None
+    image = request.getfixturevalue("llama_image")
+    daemon = request.getfixturevalue("docker_daemon")
+    return {**how, "launcher": "docker", "image": image}, daemon.client
+
+
+@pytest.mark.parametrize("watchdog", ["watchdog-alive", "watchdog-killed-too"])
+def test_sigkilled_pytest_leaves_no_process_of_the_engine(
+    pytester: pytest.Pytester, engine_how, name, watchdog
 ) -> None:
-    """SIGKILL runs no Python code at all: the kernel's PDEATHSIG stops local servers."""
-    _serve_file(pytester, tiny_model, name, body="time.sleep(600)")
-    proc = subprocess.Popen(
-        inner_pytest_argv(), cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 120
-    while not (pytester.path / "server.txt").exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    assert_nothing_left(name)
+    """SIGKILL runs no Python code at all. The kernel's PDEATHSIG kills the server process
+    itself; vLLM's EngineCore and Worker (re-parented to init), a container, are stopped by the
+    run's watchdog within seconds, or, if the watchdog was killed as well, by the next run's
+    sweep, which says so in one line."""
+    how, client = engine_how
+    pytester.makepyfile(test_serve=KILLED.format(how=how))
+    pytester.mkpydir("later").joinpath("test_later.py").write_text("def test_x(): pass\n")
+    with open(pytester.path / "inner.log", "w") as out:
+        proc = subprocess.Popen(
+            inner_pytest_argv("-p", "no:randomly", "test_serve.py"),
+            cwd=pytester.path, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    tree: list = []
+    try:
+        deadline = time.monotonic() + 300
+        while not (pytester.path / "server.txt").exists():
+            log = (pytester.path / "inner.log").read_text()
+            assert proc.poll() is None and time.monotonic() < deadline, log
+            time.sleep(0.2)
+        tree = process_tree(proc.pid)
+        guard = watchdog_of(proc.pid)
+        assert guard is not None
+        server = [p for p in tree if p.ppid() == proc.pid]
+        names = sorted(p.name() for p in tree)
+        if how["engine"] == "vllm":  # the shape this is about: more than the API server
+            assert {"VLLM::EngineCore", "VLLM::Worker"} <= set(names), names
+        if watchdog == "watchdog-killed-too":
+            guard.kill()  # a zombie until its parent goes: not waited for
+        proc.kill()
+        proc.wait()
+        killed = time.monotonic()
+        if watchdog == "watchdog-alive":
+            took = wait_gone([*tree, guard], timeout_s=20)
+            assert_nothing_left(name, client, wait_s=20)
+            print(f"{names}: all gone {took:.1f} s after SIGKILL (the watchdog)")
+        elif how["engine"] == "vllm":
+            time.sleep(3)
+            assert {p.name() for p in running(tree)} >= {"VLLM::EngineCore", "VLLM::Worker"}
+        elif client is not None:
+            assert containers_with(client, name)
+        later = pytester.runpytest_subprocess("-q", "later")
+        later.assert_outcomes(passed=1)
+        line = "\n".join(x for x in later.outlines if x.startswith("gpubench: cleaned up"))
+        assert running(tree) == []
+        assert_nothing_left(name, client, wait_s=0)
+        print(f"next run {time.monotonic() - killed:.1f} s after SIGKILL: {line}")
+        owner = f"(pid {proc.pid}, started "
+        if how["engine"] == "vllm":
+            # the API server is there too when the watchdog looks before PDEATHSIG has landed
+            assert owner in line and re.search(
+                rf"vllm server pid {server[0].pid} \([34] processes: "
+                r"VLLM::EngineCore, VLLM::Worker, python( x2)?\)",
+                line,
+            ), line
+            assert ("its watchdog stopped" in line) == (watchdog == "watchdog-alive")
+        elif client is not None:
+            assert owner in line and "removed llamacpp server container gpubench-llamacpp-" in line
+            assert ("its watchdog removed" in line) == (watchdog == "watchdog-alive")
+        else:
+            assert owner not in line  # PDEATHSIG stopped llama-server: nothing was left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for leftover in running(tree):
+            leftover.kill()
+        if client is not None:
+            for container in containers_with(client, name):
+                container.remove(force=True)
