@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 
-from pytest_gpubench.engines import provision
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
 from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.errors import GpubenchError
@@ -57,7 +56,7 @@ class LlamaCpp(BaseEngine):
             return [explicit] if isinstance(explicit, str) else list(explicit)
         if os.environ.get(ENV_BINARY):
             return [os.environ[ENV_BINARY]]
-        found = shutil.which("llama-server") or provision.find_llamacpp()
+        found = shutil.which("llama-server") or _provision().find_llamacpp()
         if found:
             return [str(found)]
         raise GpubenchError(
@@ -96,3 +95,11 @@ class LlamaCpp(BaseEngine):
 
 
 ENGINE = LlamaCpp()
+
+
+def _provision():
+    """The provisioning module, imported when it is needed: ``python -m
+    pytest_gpubench.engines.provision`` then runs it without it being imported twice."""
+    from pytest_gpubench.engines import provision
+
+    return provision

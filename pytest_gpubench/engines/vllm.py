@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 
-from pytest_gpubench.engines import provision
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
 from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.errors import GpubenchError
@@ -70,7 +69,7 @@ class VLLM(BaseEngine):
         if not python and importlib.util.find_spec("vllm") is not None:
             python = sys.executable
         if not python:
-            found = provision.find_vllm()
+            found = _provision().find_vllm()
             python = str(found) if found else None
         if python:
             return [python, "-m", MODULE]
@@ -97,3 +96,11 @@ class VLLM(BaseEngine):
 
 
 ENGINE = VLLM()
+
+
+def _provision():
+    """The provisioning module, imported when it is needed: ``python -m
+    pytest_gpubench.engines.provision`` then runs it without it being imported twice."""
+    from pytest_gpubench.engines import provision
+
+    return provision
