@@ -6,11 +6,11 @@ stub (tokens at fixed intervals), where what is left to differ is the two client
 definitions and overheads. On the live server both tools run alternately three times and the
 medians are compared, because this shared 2-core machine's speed drifts between runs.
 
-The live comparison is opt-in (``GPUBENCH_VLLM_COMPARE=1``): on a machine shared with other
-work the server itself runs at different speeds during the two tools' runs (its own
-/metrics show it, and the test prints them), which no client can correct for. Run it on a
-quiet machine; the README has the numbers measured here. The paced-stub comparison always
-runs.
+The live comparison is opt-in (``GPUBENCH_VLLM_COMPARE=1``) and NOT covered in CI (marked
+``not_in_ci``; nothing sets the variable): on a machine shared with other work the server
+itself runs at different speeds during the two tools' runs (its own /metrics show it, and
+the test prints them), which no client can correct for. Run it on a quiet machine; the
+README has the numbers measured here. The paced-stub comparisons always run, CI included.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from pytest_gpubench.testing.ci import not_in_ci
 
 WORKLOAD = {"input_len": 200, "output_len": 64, "num_prompts": 40, "concurrency": 4, "warmups": 4}
 METRICS = {
@@ -138,9 +140,12 @@ def compare(pytester, python, url, model, engine, tokenizer, tmp_path, repeats, 
     return med
 
 
-@pytest.mark.skipif(
-    os.environ.get("GPUBENCH_VLLM_COMPARE") != "1",
-    reason="live vLLM comparison needs a quiet machine: set GPUBENCH_VLLM_COMPARE=1",
+@not_in_ci(
+    "a wall-clock comparison of two tools on a live server, ~90 s; on a shared machine the "
+    "server's own speed differs between the two tools' runs (its /metrics show it), so the 5% "
+    "TTFT bound does not hold there and no bound that does would still compare anything",
+    runs_when=os.environ.get("GPUBENCH_VLLM_COMPARE") == "1",
+    how_to_run="run it on a quiet machine with GPUBENCH_VLLM_COMPARE=1",
 )
 def test_ours_matches_vllm_bench_serve_on_live_vllm(
     pytester, vllm_server, vllm_python, tiny_model, tmp_path
