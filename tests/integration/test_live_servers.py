@@ -65,7 +65,9 @@ def test_vllm_process(llm_server):
                         options={{"context": 1024, "dtype": "bfloat16"}},
                         env={{"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}})
     texts, last, done = stream_completion(server)
-    assert done and len(texts) >= 12 and "".join(texts)
+    # vLLM merges deltas its API server picks up later than the engine made them (a busy
+    # machine): up to 12 chunks for the 12 tokens; the server's counter has the token count
+    assert done and 1 <= len(texts) <= 12 and "".join(texts)
     assert server.engine.name == "vllm" and server.version
     counters = server.counters()
     assert counters["generation_tokens"] >= 12 and counters["prompt_tokens"] >= 1
