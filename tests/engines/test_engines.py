@@ -107,9 +107,10 @@ def test_vllm_readiness_version_and_metrics_from_recorded_responses() -> None:
     }
     client = _replay(routes, [])
     assert engine.check_ready(client, model).ready
-    assert "not among ['tiny-llama']" in engine.check_ready(
-        client, ModelRef.of("/models/other", "other")
-    ).detail
+    assert (
+        "not among ['tiny-llama']"
+        in engine.check_ready(client, ModelRef.of("/models/other", "other")).detail
+    )
     assert engine.version(client) == "0.32.0"
     body = recorded("vllm_completion.json")
     assert engine.response_timings(body) == {}
