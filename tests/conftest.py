@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -26,7 +27,9 @@ def fake_nvml(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     """
 
     def use(gpus: str) -> None:
-        monkeypatch.setenv("PYTHONPATH", str(FAKE_NVML))
+        # prepended, so the inner run still imports this checkout's plugin, not an installed one
+        path = os.environ.get("PYTHONPATH")
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FAKE_NVML), path])))
         monkeypatch.setenv("FAKE_NVML_GPUS", gpus)
 
     return use

@@ -3,7 +3,9 @@
 A stub, because it stands in for an inference engine where the test is about the client:
 its faults (HTTP errors, malformed SSE, well-formed JSON of the wrong shape, a stream that
 stalls, short outputs, missing usage) are what real engines do occasionally and cannot be
-made to do on demand, and its speed ceiling (it can stream
+made to do on demand; its pacing (``--ttft-ms``, ``--tokens-per-s``) is a fixed schedule,
+which is what tests whose numbers must not depend on the machine's load run against; and its
+speed ceiling (it can stream
 tokens faster than any client absorbs them) is what measures the client's own limit.
 
 It speaks HTTP/1.1 with keep-alive and chunked transfer encoding on plain asyncio streams
@@ -241,7 +243,9 @@ class StubServer:
                 await asyncio.sleep(3600)
             w.write(token)
             if delay:
-                await asyncio.sleep(delay)
+                # on a fixed schedule (token i+1 due at first + (i+1) / tokens_per_s): a late
+                # wake-up on a busy machine delays one token, it does not push back the rest
+                await asyncio.sleep(max(0.0, first + (i + 1) * delay - time.perf_counter()))
                 await w.drain()
             elif i % 32 == 31:
                 await w.drain()

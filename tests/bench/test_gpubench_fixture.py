@@ -6,20 +6,22 @@ import json
 
 import pytest
 
+# Each round takes exactly 0.02 s of the test clock (pytest_gpubench/testing/fake_clock.py,
+# also pytest-benchmark's timer here): the numbers do not depend on the machine's load.
 WORKLOAD = """
-import time
+from pytest_gpubench.testing import fake_clock
 
-def test_workload(gpubench):
-    def step():
-        time.sleep(0.02)
-    gpubench(step, work=64, unit="samples", rounds=4, warmup_rounds=1)
+def test_workload(gpubench, monkeypatch):
+    fake_clock.install(monkeypatch)
+    gpubench(fake_clock.advance, 0.02, work=64, unit="samples", rounds=4, warmup_rounds=1)
     gpubench.metric("peak_memory_gib", 1.5, "GiB", higher_is_better=False)
 """
+TEST_TIMER = "--benchmark-timer=pytest_gpubench.testing.fake_clock.now"
 
 
 def test_throughput_and_wall_time_land_in_benchmark_json(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(WORKLOAD)
-    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu")
+    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu", TEST_TIMER)
     result.assert_outcomes(passed=1)
     data = json.loads((pytester.path / "out.json").read_text())
     bench = data["benchmarks"][0]
@@ -28,8 +30,8 @@ def test_throughput_and_wall_time_land_in_benchmark_json(pytester: pytest.Pytest
     rate = metrics["samples_per_s"]
     assert rate["unit"] == "samples/s" and rate["higher_is_better"] is True
     assert rate["direction"] == "higher"
-    # 64 samples in ~0.02 s per round; sleep only oversleeps, so the rate is at most 3200/s.
-    assert 500 < rate["value"] <= 3200
+    # 64 samples in 0.02 s per round
+    assert rate["value"] == pytest.approx(3200, rel=1e-9)
     assert rate["value"] == pytest.approx(64 / bench["stats"]["mean"])
     assert rate["spread"]["rounds"] == 4
     assert rate["spread"]["ci95_low"] <= rate["value"] <= rate["spread"]["ci95_high"]
@@ -49,7 +51,7 @@ def test_throughput_and_wall_time_land_in_benchmark_json(pytester: pytest.Pytest
 
 def test_results_table_is_printed_at_the_end(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(WORKLOAD)
-    result = pytester.runpytest("--device=cpu")
+    result = pytester.runpytest("--device=cpu", TEST_TIMER)
     result.stdout.fnmatch_lines(
         [
             "*= gpubench results on cpu =*",

@@ -18,21 +18,35 @@ def test_work(gpubench):
     gpubench(time.sleep, 0.3, work=10, unit="samples", rounds=2, warmup_rounds=1)
 """
 
+# The same workload on the test clock (pytest_gpubench/testing/fake_clock.py): each round
+# takes exactly 0.3 s of it, whatever else the machine is doing.
+ON_TEST_CLOCK = """
+from pytest_gpubench.testing import fake_clock
+
+def test_work(gpubench, monkeypatch):
+    fake_clock.install(monkeypatch)
+    gpubench(fake_clock.advance, 0.3, work=10, unit="samples", rounds=2, warmup_rounds=1)
+"""
+TEST_TIMER = "--benchmark-timer=pytest_gpubench.testing.fake_clock.now"
+
 
 def test_gpu_telemetry_gives_power_energy_and_energy_per_unit(pytester, fake_nvml) -> None:
     """NVML is a stand-in here (no GPU): a constant 250 W, an energy counter that integrates
-    it, 87% utilisation. The sampler must turn those into per-round energy and J/sample."""
+    it over the test clock, 87% utilisation. The sampler must turn those into per-round energy
+    and J/sample. Rounds, sample times and the counter all run on the test clock, so a round
+    is 0.3 s and 75 J exactly, however loaded the machine is."""
     fake_nvml("NVIDIA H100 80GB HBM3|81559|9.0")
-    pytester.makepyfile(SLEEPY)
-    result = pytester.runpytest_subprocess("--benchmark-json=out.json")
+    pytester.makepyfile(ON_TEST_CLOCK)
+    result = pytester.runpytest_subprocess("--benchmark-json=out.json", TEST_TIMER)
     result.assert_outcomes(passed=1)
     metrics = json.loads((pytester.path / "out.json").read_text())["benchmarks"][0]["extra_info"][
         "metrics"
     ]
     assert metrics["avg_power_w"]["value"] == pytest.approx(250.0)
     assert metrics["gpu_util_pct"]["value"] == pytest.approx(87.0)
-    # 250 W x ~0.3 s per round (sleep overshoots a little)
-    assert 70 < metrics["energy_per_round_j"]["value"] < 90
+    # 250 W x 0.3 s per round (the counter counts whole mJ)
+    assert metrics["energy_per_round_j"]["value"] == pytest.approx(75.0, abs=0.01)
+    assert metrics["wall_time_s"]["value"] == pytest.approx(0.3, abs=1e-9)
     assert metrics["energy_per_samples_j"]["unit"] == "J/samples"
     assert metrics["energy_per_samples_j"]["value"] == pytest.approx(
         metrics["energy_per_round_j"]["value"] / 10, rel=1e-6

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="distributed benchmarks need the torch extra")
-transformers = pytest.importorskip("transformers", reason="needs the torch extra")
+from pytest_gpubench.testing.ci import require_module
+
+torch = require_module("torch", "distributed benchmarks need torch (the test extra installs it)")
+transformers = require_module("transformers", "needs transformers (the test extra installs it)")
 
 from pytest_gpubench.distributed.launcher import RankFailure, torchrun  # noqa: E402
 

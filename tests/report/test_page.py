@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,17 +15,11 @@ import pytest
 
 from pytest_gpubench.report.compare import compare_files, shared_rows, to_html
 from pytest_gpubench.report.page import linkify
+from pytest_gpubench.testing.ci import require_module, unavailable
 
-CI = os.environ.get("CI", "").lower() == "true"
 KEYS = [f"benchmarks/test_serving.py::test_decode[model-{i}]" for i in range(4)]
 # the values sort differently as text ("10" < "1,234.5" < "9.5") and as numbers
 H200 = [9.5, 1234.5, 10.0, 100.0]
-
-
-def unavailable(reason: str) -> None:
-    if CI:
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def chromium() -> str:
@@ -240,7 +233,7 @@ def test_screenshot_shows_table_and_charts(page: Path, tmp_path: Path) -> None:
     shot = tmp_path / "page.png"
     run_chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2400", page.as_uri())
     assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    pytest.importorskip("matplotlib")
+    require_module("matplotlib", "PNG charts need the report extra")
     import matplotlib.image as mpimg
     import numpy as np
 

@@ -176,18 +176,21 @@ def test_missing_entries_are_reported_not_fatal(with_baseline) -> None:
 def test_pytest_benchmark_compare_works_on_the_baseline_as_is(pytester) -> None:
     pytester.makepyfile(
         test_sleep="""
-        import os, time
+        import os
+        from pytest_gpubench.testing import fake_clock
 
-        def test_sleep(gpubench):
+        def test_sleep(gpubench, monkeypatch):
+            fake_clock.install(monkeypatch)  # a nap is exactly DELAY s on the test clock
             delay = float(os.environ.get("DELAY", "0.01"))
-            gpubench(time.sleep, delay, work=1, unit="naps", rounds=3, warmup_rounds=0)
+            gpubench(fake_clock.advance, delay, work=1, unit="naps", rounds=3, warmup_rounds=0)
         """
     )
+    timer = "--benchmark-timer=pytest_gpubench.testing.fake_clock.now"
     os.environ.pop("DELAY", None)
-    pytester.runpytest("--device=cpu", "--gpubench-save-baseline").assert_outcomes(passed=1)
+    pytester.runpytest("--device=cpu", "--gpubench-save-baseline", timer).assert_outcomes(passed=1)
     path = str(pytester.path / "baselines" / "cpu.json")
     same = pytester.runpytest(
-        "--device=cpu", f"--benchmark-compare={path}", "--benchmark-compare-fail=mean:400%"
+        "--device=cpu", f"--benchmark-compare={path}", "--benchmark-compare-fail=mean:400%", timer
     )
     assert same.ret == 0
     assert "Comparing against benchmarks from: " in same.stderr.str()
@@ -195,7 +198,10 @@ def test_pytest_benchmark_compare_works_on_the_baseline_as_is(pytester) -> None:
     os.environ["DELAY"] = "0.1"
     try:
         slower = pytester.runpytest(
-            "--device=cpu", f"--benchmark-compare={path}", "--benchmark-compare-fail=mean:400%"
+            "--device=cpu",
+            f"--benchmark-compare={path}",
+            "--benchmark-compare-fail=mean:400%",
+            timer,
         )
     finally:
         os.environ.pop("DELAY", None)

@@ -204,7 +204,7 @@ def test_a_stream_that_stalls_ends_after_the_idle_timeout(start_stub, transport)
     r = send(stub.base_url, transport=transport, idle_timeout_s=0.3)
     took = time.perf_counter() - t0
     assert not r.ok and r.error == "stream stalled: no data for 0.3 s"
-    assert 0.3 <= took < 3  # not the 3600 s total timeout
+    assert 0.3 <= took < 60  # not the 3600 s total timeout (60: room for a busy machine)
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])

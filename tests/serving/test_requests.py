@@ -43,7 +43,9 @@ def test_random_text_has_exactly_the_asked_token_count(bpe_dir, n) -> None:
     assert len(tok.encode(text)) == n
 
 
-def test_server_tokenizer_counts_like_the_server(stub_server) -> None:
+def test_server_tokenizer_counts_with_the_stubs_word_tokenizer(stub_server) -> None:
+    """Against the stub's /tokenize (one token per word, llama.cpp's request shape), not a real
+    engine's tokenizer: what this checks is the client's exact-count loop over that API."""
     tok = ServerTokenizer(stub_server.base_url, stub_server.model, "llamacpp")
     try:
         assert tok.style == "llamacpp"

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")  # the test extra installs torch; without it these cannot run
+from pytest_gpubench.testing.ci import require_module
+
+require_module("torch", "the workloads need torch (the test extra installs it)")
 
 WORKLOADS = """
 import json

@@ -6,7 +6,11 @@ NVMLError the way a unified-memory GB10 does).
 """
 
 import os
-import time as _time
+
+try:  # the energy counter integrates over the test clock (real time unless a test freezes it)
+    from pytest_gpubench.testing.fake_clock import now as _now
+except ImportError:  # pragma: no cover - run without the plugin on the path
+    from time import monotonic as _now
 
 
 class NVMLError(Exception):
@@ -74,7 +78,6 @@ def nvmlDeviceGetUUID(handle):
 
 NVML_CLOCK_SM = 1
 NVML_TEMPERATURE_GPU = 0
-_T0 = _time.monotonic()
 POWER_MW = 250_000
 
 
@@ -88,8 +91,9 @@ def nvmlDeviceGetPowerUsage(handle):
 
 
 def nvmlDeviceGetTotalEnergyConsumption(handle):
-    # mJ since "driver load": constant power integrates to a straight line
-    return int((_time.monotonic() - _T0) * POWER_MW)
+    # mJ since "driver load": constant power integrates to a straight line over the clock
+    # (pytest_gpubench.testing.fake_clock: the real one, or a frozen one a test advances)
+    return int(_now() * POWER_MW)
 
 
 def nvmlDeviceGetUtilizationRates(handle):
