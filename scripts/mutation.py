@@ -48,7 +48,11 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
     ),
     "results.baseline": (
         ["pytest_gpubench/results/baseline.py"],
-        ["tests/results/test_reference_files.py", "tests/results/test_verdict_values.py"],
+        [
+            "tests/results/test_malformed_files.py",
+            "tests/results/test_reference_files.py",
+            "tests/results/test_verdict_values.py",
+        ],
         "?",
     ),
     "selection.estimate": (
@@ -159,7 +163,7 @@ def run_module(
         if s.strip() != "killed":
             note = EQUIVALENT.get(m)
             print(f"   {s.strip():10} {m}" + (f"  [equivalent: {note}]" if note else ""))
-            if show and not note:
+            if show and not note and s.strip() == "survived":
                 diff = subprocess.run(
                     ["mutmut", "show", m], cwd=dest, env=env, capture_output=True, text=True
                 ).stdout
