@@ -72,7 +72,7 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
     ),
     "serving.client": (
         ["pytest_gpubench/serving/client.py"],
-        ["tests/serving/test_client.py"],
+        ["tests/serving/test_client.py", "tests/serving/test_stream_values.py"],
         "?",
     ),
     "serving.bench": (
