@@ -92,11 +92,17 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
 ONLY: dict[str, str] = {
     "serving.bench": r"\.xǁServeBenchǁ_check__mutmut_",
     "serving.client": r"\.x_(parse_stream|_apply_event|_shown|_count)__mutmut_",
-    "settings": r"\.x_(_resolve|resolve\w*|_source\w*)__mutmut_",
+    "results.baseline": r"\.x(_compare_metrics|_standard_error|_noise_between|_merge"
+    r"|ǁFindingǁ\w+)__mutmut_",
+    "settings": r"\.x_(_resolve|settings_from_config|_confirm_runs|_serving_settings"
+    r"|_server_settings|_check_optional_value)__mutmut_",
 }
 
 # mutant name -> why it cannot be killed by a behaviour test
 EQUIVALENT: dict[str, str] = {}
+
+
+EXCLUDED: set[str] = set()  # --exclude: test files left out (a "before" score)
 
 
 def _copy_tree(dest: Path) -> None:
@@ -134,16 +140,23 @@ def _write_config(dest: Path, files: list[str], tests: list[str]) -> None:
 
 
 def run_module(
-    name: str, base: Path, children: int, show: bool = False
+    name: str, base: Path, children: int, show: bool = False, rerun: bool = True
 ) -> tuple[int, int, list[str]]:
     files, tests, _ = MODULES[name]
-    tests = [t for t in tests if (ROOT / t).exists()]
+    tests = [t for t in tests if (ROOT / t).exists() and t not in EXCLUDED]
     dest = base / name
-    _copy_tree(dest)
-    _write_config(dest, files, tests)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # mutmut puts mutants/ first on sys.path itself
     start = time.monotonic()
+    if rerun:
+        _copy_tree(dest)
+        _write_config(dest, files, tests)
+        _run(dest, env, children)
+    took = time.monotonic() - start
+    return _score(name, dest, env, took, show)
+
+
+def _run(dest: Path, env: dict[str, str], children: int) -> None:
     with open(dest / "mutmut-run.log", "w") as log:
         subprocess.run(
             ["mutmut", "run", "--max-children", str(children)],
@@ -153,7 +166,11 @@ def run_module(
             stderr=subprocess.STDOUT,
             check=False,
         )
-    took = time.monotonic() - start
+
+
+def _score(
+    name: str, dest: Path, env: dict[str, str], took: float, show: bool
+) -> tuple[int, int, list[str]]:
     out = subprocess.run(
         ["mutmut", "results", "--all", "true"],
         cwd=dest,
@@ -164,6 +181,8 @@ def run_module(
     ).stdout
     statuses = re.findall(r"^\s*(\S+): (\S[^\n]*)$", out, re.M)
     if name in ONLY:
+        whole = sum(1 for _, s in statuses if s.strip() == "killed")
+        print(f"\n== {name}: whole file {whole}/{len(statuses)} killed; scored: {ONLY[name]}")
         statuses = [(m, s) for m, s in statuses if re.search(ONLY[name], m)]
     total = len(statuses)
     killed = sum(1 for _, s in statuses if s.strip() == "killed")
@@ -188,6 +207,16 @@ def main() -> int:
     p.add_argument("--max-children", type=int, default=2)
     p.add_argument("--show", action="store_true", help="print the diff of each survivor")
     p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="TEST_PATH",
+        help="leave this test file out (to score the tests as they were before it)",
+    )
+    p.add_argument(
+        "--score-only", action="store_true", help="score the last run in --dir, run nothing"
+    )
+    p.add_argument(
         "--dir",
         default=os.environ.get("GPUBENCH_MUTATION_DIR", "/tmp/gpubench-mutation"),
         help="where the per-module copies go",
@@ -204,8 +233,12 @@ def main() -> int:
     unknown = [n for n in names if n not in MODULES]
     if unknown:
         p.error(f"unknown module(s) {unknown}; see --list")
+    EXCLUDED.update(args.exclude)
     base = Path(args.dir)
-    summary = [(n, *run_module(n, base, args.max_children, args.show)[:2]) for n in names]
+    summary = [
+        (n, *run_module(n, base, args.max_children, args.show, not args.score_only)[:2])
+        for n in names
+    ]
     print("\nmodule               killed/total")
     for n, k, t in summary:
         print(f"{n:20} {k}/{t}")
