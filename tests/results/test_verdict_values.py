@@ -126,6 +126,25 @@ def test_harness_metrics_are_gated_only_when_named() -> None:
     assert f.verdict == "suspect"
 
 
+def test_two_rounds_use_the_t_value_of_one_degree_of_freedom() -> None:
+    se = standard_error(m(100.0, ci95_low=90.0, ci95_high=110.0, rounds=2))
+    assert se == pytest.approx(10 / 12.706204736174707 / 100)
+
+
+def test_worse_exactly_at_the_noise_is_noise() -> None:
+    # one side's interval 50 -/+ 24.5, n unknown: se = 24.5 / 1.96 / 50 = 0.25, noise 0.5,
+    # and 50 against 100 is exactly 50% worse
+    cur = m(50.0, ci95_low=25.5, ci95_high=74.5)
+    assert noise_between(cur, m(100.0)) == 0.5
+    assert verdict(cur, m(100.0)) == "noise"
+
+
+def test_a_skipped_harness_metric_does_not_stop_the_comparison() -> None:
+    cur = {"avg_power_w": m(300.0, False, "W", "avg_power_w"), "x": m(50.0, name="x")}
+    base = {"avg_power_w": m(200.0, False, "W", "avg_power_w"), "x": m(100.0, name="x")}
+    assert [f.metric for f in compare_metrics(cur, base, {}, 0.1)] == ["x"]
+
+
 def test_standard_error_from_the_interval() -> None:
     # half-width 10 / t(2 dof) / value 100
     assert standard_error(m(100.0, ci95_low=90.0, ci95_high=110.0, rounds=3)) == pytest.approx(
@@ -178,7 +197,8 @@ def test_worse_than_tolerance_but_within_noise_is_noise() -> None:
 def _doc(*keys: str, skipped: dict | None = None) -> dict:
     return {
         "benchmarks": [
-            {"fullname": k, "extra_info": {"gpubench": {"key": k}, "metrics": {}}} for k in keys
+            {"fullname": f"tests/t.py::{k}", "extra_info": {"gpubench": {"key": k}, "metrics": {}}}
+            for k in keys
         ],
         "gpubench": {"schema": 1, "kind": "measured", "device": {"profile": "cpu"},
                      "skipped": skipped or {}},
@@ -188,16 +208,26 @@ def _doc(*keys: str, skipped: dict | None = None) -> dict:
 def test_merge_replaces_same_keys_and_keeps_the_rest() -> None:
     old = _doc("a", "b", skipped={"c": {"reason": "did not fit"}, "d": {"reason": "x"}})
     old["benchmarks"].append({"fullname": "plain", "extra_info": {}})  # no gpubench key
+    old["benchmarks"].append({"fullname": "c"})  # plain pytest-benchmark entry keyed c
+    old["benchmarks"].append({"fullname": "d", "extra_info": {"gpubench": {}}})
     new = _doc("b", "c", skipped={"e": {"reason": "y"}})
     new["benchmarks"][0]["marker"] = "new b"
     merged = merge(old, new)
     names = [b["fullname"] for b in merged["benchmarks"]]
-    assert names == ["a", "plain", "b", "c"]
-    assert merged["benchmarks"][2]["marker"] == "new b"
+    # old b (same key) and old c (its fullname is the key) are replaced
+    assert names == ["tests/t.py::a", "plain", "d", "tests/t.py::b", "tests/t.py::c"]
+    assert merged["benchmarks"][3]["marker"] == "new b"
     # c ran this time: no longer skipped; d kept; e added
     assert merged["gpubench"]["skipped"] == {"d": {"reason": "x"}, "e": {"reason": "y"}}
     assert merge(None, new) is new
     assert old["gpubench"]["skipped"] == {"c": {"reason": "did not fit"}, "d": {"reason": "x"}}
     # a baseline loads back with the entries merged
     b = from_document(Path("cpu.json"), merged)
-    assert sorted(b.entries) == ["a", "b", "c", "plain"]
+    assert sorted(b.entries) == ["a", "b", "c", "d", "plain"]
+
+
+# Equivalent mutants (scripts/mutation.py lists them):
+# - standard_error: `... or m.spread.get("n") or 0` -> `or 1`: 0 and 1 both take the 1.96
+#   branch (n < 2).
+# - noise_between: `if errors else 0.0` -> `if errors or True`: with no errors the sum is 0
+#   and 2 * sqrt(0) is the same 0.0.
