@@ -102,6 +102,116 @@ ONLY: dict[str, str] = {
 EQUIVALENT: dict[str, str] = {}
 
 
+# mutmut 3 does not mutate decorated functions (``@property``, ``@lru_cache``): ``estimate()``
+# itself, ``Estimate.need_gib``/``total_gib``/``label``, ``RequestResult.tpot``/``e2el``,
+# ``ServeResult.error_rate``, ``Finding.worse``, ``KVCache.total_bytes`` are never mutated. These
+# one-line mutants, planted by hand (``--planted``), cover them, and the reviewer's planted
+# bugs from issue 18 with them: (file, original line text, mutated text, tests that must fail).
+_EST = "pytest_gpubench/selection/estimate.py"
+_EST_TESTS = ["tests/selection/test_estimate_values.py"]
+_SRV_TESTS = ["tests/serving/test_metric_values.py", "tests/serving/test_error_gate.py"]
+PLANTED: list[tuple[str, str, str, list[str]]] = [
+    (_EST, "tokens=context * concurrency,", "tokens=context,", _EST_TESTS),
+    (_EST, "sequences=concurrency,", "sequences=1,", _EST_TESTS),
+    (_EST, "per_gpu=engine.one_gpu and tp == 1,", "per_gpu=engine.one_gpu,", _EST_TESTS),
+    (_EST, ") / self.tensor_parallel + self.overhead_gib", ") + self.overhead_gib", _EST_TESTS),
+    (
+        _EST,
+        ") / self.tensor_parallel + self.overhead_gib",
+        ") / self.tensor_parallel",
+        _EST_TESTS,
+    ),
+    (_EST, "per_gpu /= self.utilization or 1.0", "per_gpu *= self.utilization or 1.0", _EST_TESTS),
+    (_EST, "return per_gpu * self.tensor_parallel", "return per_gpu", _EST_TESTS),
+    (
+        _EST,
+        "self.weights_gib + self.kv_gib + self.state_gib + self.overhead_gib",
+        "self.weights_gib + self.kv_gib + self.overhead_gib",
+        _EST_TESTS,
+    ),
+    (_EST, "if self.concurrency > 1:", "if self.concurrency >= 1:", _EST_TESTS),
+    (
+        _EST,
+        "return self.need_gib <= self.available_gib(profile)",
+        "return self.need_gib < self.available_gib(profile)",
+        _EST_TESTS,
+    ),
+    (
+        "pytest_gpubench/selection/fit.py",
+        "if need.gib > available:",
+        "if need.gib >= available:",
+        _EST_TESTS,
+    ),
+    (
+        "pytest_gpubench/models/kvcache.py",
+        "return self.full_bytes + self.window_bytes + self.state_bytes",
+        "return self.full_bytes + self.window_bytes",
+        _EST_TESTS,
+    ),
+    (
+        "pytest_gpubench/serving/client.py",
+        "n = self.output_tokens",
+        "n = self.client_output_chunks",
+        _SRV_TESTS,
+    ),
+    ("pytest_gpubench/serving/client.py", "/ (n - 1)", "/ n", _SRV_TESTS),
+    (
+        "pytest_gpubench/serving/client.py",
+        "else self.end - self.start",
+        "else self.end",
+        _SRV_TESTS,
+    ),
+    ("pytest_gpubench/serving/metrics.py", "v * 1000.0 > limit", "v * 1000.0 < limit", _SRV_TESTS),
+    (
+        "pytest_gpubench/serving/bench.py",
+        "return self.failed / n if n else 0.0",
+        "return self.failed / (n + 1) if n else 0.0",
+        _SRV_TESTS,
+    ),
+    (
+        "pytest_gpubench/serving/bench.py",
+        "if result.error_rate > max_error_rate:",
+        "if result.error_rate > max_error_rate + 0.05:",
+        _SRV_TESTS,
+    ),
+    (
+        "pytest_gpubench/results/baseline.py",
+        "return -self.change if self.higher_is_better else self.change",
+        "return self.change if self.higher_is_better else -self.change",
+        ["tests/results/test_verdict_values.py"],
+    ),
+]
+
+
+def run_planted(base: Path) -> tuple[int, int]:
+    """Apply each planted mutant to a copy, run its tests; killed when they fail."""
+    dest = base / "planted"
+    _copy_tree(dest)
+    env = dict(os.environ, PYTHONPATH=str(dest))
+    killed = 0
+    for path, old, new, tests in PLANTED:
+        target = dest / path
+        original = target.read_text()
+        if original.count(old) != 1:
+            print(f"   STALE      {path}: {old!r} is not in the file exactly once")
+            continue
+        target.write_text(original.replace(old, new))
+        try:
+            rc = subprocess.run(
+                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                cwd=dest,
+                env=env,
+                capture_output=True,
+                check=False,
+            ).returncode
+        finally:
+            target.write_text(original)
+        killed += rc != 0
+        print(f"   {'killed' if rc else 'SURVIVED':10} {path}: {old!r} -> {new!r}")
+    print(f"\n== planted: {killed}/{len(PLANTED)} killed")
+    return killed, len(PLANTED)
+
+
 EXCLUDED: set[str] = set()  # --exclude: test files left out (a "before" score)
 
 
@@ -132,6 +242,10 @@ def _write_config(dest: Path, files: list[str], tests: list[str]) -> None:
     (dest / "setup.cfg").write_text(
         "[mutmut]\n"
         "source_paths = pytest_gpubench\n"
+        # fork each mutant's run from a process that has run no test: with plain fork it
+        # inherits the caches the clean run filled (estimate() is lru_cached), and a mutant of
+        # a cached function would then survive without ever running
+        "process_isolation = forkserver\n"
         f"only_mutate ={lines(files)}\n"
         f"pytest_add_cli_args_test_selection ={lines(tests)}\n"
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -q\n"
@@ -214,6 +328,9 @@ def main() -> int:
         help="leave this test file out (to score the tests as they were before it)",
     )
     p.add_argument(
+        "--planted", action="store_true", help="run the hand-planted mutants (see PLANTED)"
+    )
+    p.add_argument(
         "--score-only", action="store_true", help="score the last run in --dir, run nothing"
     )
     p.add_argument(
@@ -222,6 +339,10 @@ def main() -> int:
         help="where the per-module copies go",
     )
     args = p.parse_args()
+    if args.planted:
+        EXCLUDED.update(args.exclude)
+        killed, total = run_planted(Path(args.dir))
+        return 0 if killed == total else 1
     if args.list or not args.modules:
         for name, (files, tests, took) in MODULES.items():
             print(f"{name:20} {took:>8}  {' '.join(files)}\n{'':30}tests: {' '.join(tests)}")

@@ -155,6 +155,13 @@ def test_mamba_recurrent_state_by_hand() -> None:
         assert e.state_gib * GIB == pytest.approx(mamba * per_layer * 4 * concurrency)
         # only the 6 attention layers hold a KV cache: 2 KV heads x head_dim 128, bf16
         assert e.kv_gib * GIB == pytest.approx(2 * attn * 2 * 128 * 2 * 4096 * concurrency)
+        assert e.total_gib == pytest.approx(e.weights_gib + e.kv_gib + e.state_gib + e.overhead_gib)
+        kv = kvcache.kv_cache(
+            e.spec, tokens=4096 * concurrency, window_tokens=0, sequences=concurrency,
+            kv_dtype="bf16",
+        )  # fmt: skip
+        assert kv.state_bytes == mamba * per_layer * 4 * concurrency
+        assert kv.total_bytes == kv.full_bytes + kv.state_bytes
     assert "+ state" in e.breakdown
 
 
