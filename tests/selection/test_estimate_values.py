@@ -370,3 +370,74 @@ def test_a_local_gguf_needs_its_file_size_plus_overhead(tmp_path) -> None:
     assert need.breakdown == (
         "m.gguf: weights 0.2 (file) + overhead 1.0, KV not estimated (no config.json)"
     )
+
+
+def test_as_dict_in_full() -> None:
+    vllm = memory_for("vllm")
+    e = estimate(ModelRequest(LLAMA, engine="vllm", context="8k", concurrency=2))
+    weights, kv = LLAMA_PARAMS * 2 / GIB, 2.0  # 8192 x 2 x 128 KiB
+    need = (weights + kv + 1.5) / 0.9
+    d = e.as_dict()
+    config = d.pop("config")
+    assert str(config).endswith("meta-llama--llama-3.1-8b-instruct.json")
+    assert d == {
+        "model": LLAMA,
+        "quant": "bf16",
+        "context": 8192,
+        "concurrency": 2,
+        "engine": "vllm",
+        "kv_dtype": "bf16",
+        "tensor_parallel": 1,
+        "memory_unit": "GiB (2^30 bytes); the *_gb keys hold GiB",
+        "params_b": 8.03,
+        "active_params_b": round((LLAMA_PARAMS - 128256 * 4096) / 1e9, 3),  # less the embedding
+        "weights_gb": round(weights, 3),
+        "file_gb": round(weights, 3),
+        "kv_cache_gb": 2.0,
+        "state_gb": 0.0,
+        "overhead_gb": 1.5,
+        "total_gb": round(weights + kv + 1.5, 3),
+        "need_gb": round(need, 3),
+        "gpu_memory_utilization": 0.9,
+        "one_gpu": True,
+        "breakdown": f"{e.breakdown} = {need:.1f} GiB",
+        "overhead_source": vllm.overhead_source,
+    }
+
+
+def test_mtp_layers_are_in_the_file_but_not_loaded() -> None:
+    e = estimate(ModelRequest("zai-org/GLM-4.7-Flash", engine="llamacpp"))
+    assert e.spec.groups.get("mtp", 0) > 0
+    assert e.file_gib == pytest.approx(e.weights_gib + e.spec.groups["mtp"] * 2 / GIB)
+
+
+def test_pipelines_run_in_process_and_have_no_kv_cache() -> None:
+    for model in ("black-forest-labs/FLUX.2-klein-4B", "PekingU/rtdetr_v2_r50vd"):
+        e = estimate(ModelRequest(model))
+        assert e.engine == "transformers", model
+        assert default_engine(e.spec, gguf=True) == "transformers"
+        assert kvcache.elements_per_token(e.spec) == 0
+        assert e.kv_gib == 0.0
+
+
+def test_a_one_gpu_engine_is_judged_against_the_largest_gpu() -> None:
+    e = estimate(ModelRequest(LLAMA, engine="vllm"))
+    two = multi("2xsmall", gpu("s", 12.0), gpu("s", 18.0))
+    assert e.available_gib(two) == 18.0
+    assert not e.fits(two)  # ~18.8 GiB needed, 30 in all but 18 on the largest
+    cpp = estimate(ModelRequest(LLAMA, engine="llamacpp"))
+    assert cpp.available_gib(two) == 30.0 and cpp.fits(two)
+
+
+def test_close_dtype_names_are_all_suggested() -> None:
+    with pytest.raises(GpubenchError) as info:
+        kvcache.kv_bytes_per_element("q_")
+    assert str(info.value).startswith("unknown kv_dtype 'q_'. Did you mean q8_0, q5_1, q5_0? ")
+
+
+# Equivalent mutants (scripts/mutation.py lists them):
+# - Estimate.fits: `self.tensor_parallel > 1 and ...` -> `>= 1`: with tp 1 the second test,
+#   max(gpu_count, 1) < 1, is never true.
+# - parse_context: `if isinstance(value, str | float) else None` -> `or True`: every other type
+#   but int (handled above) and bool (rejected above) prints as no number, so it is rejected
+#   either way; only numpy integers would differ, and no caller passes those.
