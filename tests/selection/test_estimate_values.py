@@ -441,3 +441,22 @@ def test_close_dtype_names_are_all_suggested() -> None:
 # - parse_context: `if isinstance(value, str | float) else None` -> `or True`: every other type
 #   but int (handled above) and bool (rejected above) prints as no number, so it is rejected
 #   either way; only numpy integers would differ, and no caller passes those.
+
+
+def test_verdicts_name_the_test_and_the_device() -> None:
+    l4 = gpu("l4", 24.0)
+    for req in (Requirements(), Requirements(vram_gib=1.0), Requirements(vram_gib=99.0),
+                Requirements(devices=("h100",)), Requirements(gpus=4)):  # fmt: skip
+        v = judge("t.py::x", req, l4)
+        assert (v.nodeid, v.device) == ("t.py::x", "l4"), req
+    with pytest.raises(GpubenchError, match=r"^t\.py::x: marker @pytest\.mark\.model: "):
+        judge("t.py::x", Requirements(model=ModelRequest(LLAMA, concurrency=0)), l4)
+
+
+def test_a_gguf_name_that_is_not_a_file_is_not_read_as_one(tmp_path) -> None:
+    with pytest.raises(GpubenchError, match=r"marker @pytest\.mark\.model"):
+        need_for("t", Requirements(model=ModelRequest(str(tmp_path / "missing.gguf"))))
+
+
+# gguf_need: memory_for("llamacpp") -> "LLAMACPP" is equivalent: engine names are looked up
+# case-insensitively.
