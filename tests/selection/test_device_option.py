@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,18 @@ TEST = """
 def test_both(request):
     assert request.config.getoption("device") == "iPhone 15"
 """
+
+
+def installed_plugin(pytester: pytest.Pytester) -> Path:
+    """A folder that makes OTHER an installed plugin (a dist-info with a pytest11 entry point)
+    for whoever puts it on PYTHONPATH."""
+    site = pytester.mkdir("site")
+    (site / "other_plugin.py").write_text(OTHER)
+    dist = site / "other_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: other-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[pytest11]\nzz_other = other_plugin\n")
+    return site
 
 
 def test_an_earlier_plugin_keeps_its_device_option(pytester: pytest.Pytester) -> None:
@@ -38,12 +51,7 @@ def test_a_later_installed_plugin_keeps_its_device_option(
     pytester: pytest.Pytester, monkeypatch
 ) -> None:
     """An installed plugin (entry point), loaded by pytest's autoload after this one."""
-    site = pytester.mkdir("site")
-    (site / "other_plugin.py").write_text(OTHER)
-    dist = site / "other_plugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: other-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[pytest11]\nzz_other = other_plugin\n")
+    site = installed_plugin(pytester)
     monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     pytester.makepyfile(test_both=TEST)
     result = pytester.runpytest_subprocess("--device=iPhone 15", "--gpubench-device=cpu")
@@ -63,12 +71,7 @@ def test_an_installed_plugin_declaring_device_is_found_before_it_loads(
     pytester: pytest.Pytester, monkeypatch
 ) -> None:
     """Whichever order pytest loads plugins in, the entry point's source is seen."""
-    site = pytester.mkdir("site")
-    (site / "other_plugin.py").write_text(OTHER)
-    dist = site / "other_plugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: other-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[pytest11]\nzz_other = other_plugin\n")
+    site = installed_plugin(pytester)
     code = "from pytest_gpubench.settings import plugin_defining as p; print(p('--device'))"
     alone = pytester.run(sys.executable, "-c", code)
     assert alone.outlines[-1] == "None"
