@@ -29,6 +29,7 @@ from pytest_gpubench.state import state
 
 POOL = pytest.StashKey[ServerPool]()
 SWEPT = pytest.StashKey["str | None"]()
+ENTERED = pytest.StashKey[bool]()
 INTERRUPTED_TAIL = 10
 USED = pytest.StashKey[list[Server]]()
 MODEL_MARKER = (
@@ -55,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if cleanup._depth == 0 and not hasattr(config, "workerinput"):
         config.stash[SWEPT] = _sweep()  # the outermost run: what killed runs left on this machine
     cleanup.enter_run()
+    config.stash[ENTERED] = True
 
 
 def _sweep() -> str | None:
@@ -83,7 +85,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         if pool is not None:
             pool.stop_all()
     finally:
-        cleanup.leave_run()
+        # only a run that entered leaves: a nested run whose configure failed (a usage error)
+        # must not make the outer run look finished and stop the outer run's servers
+        if config.stash.get(ENTERED, False):
+            cleanup.leave_run()
 
 
 @pytest.fixture(scope="session")

@@ -29,9 +29,12 @@ pytest's process group reaches it, it holds the read end of a pipe whose write e
 holds. The pipe reads end-of-file the instant pytest exits, however it exits (and the watchdog
 also checks every second that pytest's pid still has its start time, for a forked child that
 kept the pipe open). Then it stops everything the record lists: every process of each recorded
-session, every descendant it saw of them (once a second it notes the pids and start times of
-the tree, so a rank that moved to its own session and then lost its parent is still known),
-and every recorded container (``docker rm -f``). SIGTERM, 3 s, then SIGKILL.
+session; every process whose environment carries the run's tag (``GPUBENCH_RUN=<run>/<key>``,
+set on each server and torchrun, inherited by everything they start, so a rank that moved to
+a session of its own and lost its parent the instant before pytest died is still found);
+every descendant it noted (once a second it notes the pids and start times of each tree, for
+a process started with a clean environment); and every recorded container (``docker rm -f``).
+SIGTERM, 3 s, then SIGKILL.
 
 The record (``$GPUBENCH_CACHE/runs/<pid>-<start>.json``) names pytest by pid *and* start time,
 and each session by its leader's pid and start time, so a reused pid is never mistaken for
@@ -40,8 +43,8 @@ session the kernel does not hand its id to a new process. A run that ends normal
 servers, empties the record and removes it. If the watchdog was killed too (``kill -9 -1``, an
 OOM kill, a container restart), the next pytest run on the machine finds the record of a run
 whose pytest is dead and does the same sweep; records from another boot or another pid
-namespace are never used to kill processes. Both print one line in that next run's header
-saying what was cleaned up.
+namespace are never used to kill processes. Either way the next run prints one line (after
+the header, ``-q`` too) saying what was cleaned up.
 """
 
 from __future__ import annotations

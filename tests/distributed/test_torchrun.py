@@ -148,6 +148,19 @@ time.sleep(600)
 """
 
 
+def _next_runs_line(pid: int, timeout_s: float = 15) -> str:
+    from pytest_gpubench.launch import reaper
+
+    deadline, lines = time.monotonic() + timeout_s, []
+    while time.monotonic() < deadline:
+        line = reaper.sweep(reaper.RUN.directory)
+        lines.append(line or "")
+        if f"(pid {pid}, started " in (line or ""):
+            return line
+        time.sleep(0.2)
+    return " | ".join(x for x in lines if x)
+
+
 @pytest.mark.parametrize("watchdog", ["watchdog-alive", "watchdog-killed-too"])
 def test_ranks_of_any_worker_module_do_not_outlive_a_killed_pytest(
     pytester: pytest.Pytester, tmp_path: Path, watchdog: str
@@ -191,6 +204,8 @@ def test_ranks_of_any_worker_module_do_not_outlive_a_killed_pytest(
         proc.wait()
         if watchdog == "watchdog-alive":
             wait_gone(tree, timeout_s=15)
+            line = _next_runs_line(proc.pid)  # what the next run prints (and so consumes)
+            assert "its watchdog stopped torchrun pid " in line, line
             return
         time.sleep(2)
         assert len(running(ranks)) == 2  # nothing else stops them

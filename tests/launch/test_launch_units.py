@@ -111,3 +111,18 @@ def test_nested_in_process_runs_keep_the_outer_runs_sigterm_handler(
     assert signal.getsignal(signal.SIGTERM) is before
     if before is cleanup._on_sigterm:  # the outer run installed it (SIGTERM was default)
         assert cleanup._depth >= 1
+
+
+def test_a_nested_run_that_fails_to_configure_leaves_the_outer_runs_servers_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    """A nested in-process run stopped by a usage error never entered; it must not leave
+    either, or the outer run looks finished and its servers are stopped by the next nested
+    run's end (seen: the live llama.cpp tests after these ones, exit status 0)."""
+    from pytest_gpubench.launch import cleanup
+
+    before = cleanup._depth
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--gpubench-launcher=kubernetes")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert cleanup._depth == before
