@@ -174,7 +174,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_sep("-", "gpubench servers")
     for server in pool.history:
         ready = f"ready in {server.startup_s:.1f} s" if server.startup_s is not None else "external"
-        where = f"log: {server.log_path}" if server.log_path else "no log (not started here)"
+        if server.log_path:
+            where = f"log: {server.log_path}"
+        elif server.launcher == "external":
+            where = "no log (not started here)"
+        else:  # -p no:cacheprovider and no --gpubench-log-dir: nowhere to write it
+            where = "no log file (give --gpubench-log-dir to keep one)"
         terminalreporter.write_line(
             f"{server.engine.name} {server.model!r} ({server.launcher}) {server.base_url} "
             f"version {server.version or '?'}, {ready}; {where}"

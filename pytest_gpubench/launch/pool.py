@@ -13,7 +13,7 @@ from pytest_gpubench.engines import get_engine
 from pytest_gpubench.engines.base import Engine, ModelRef
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.launch.logs import ServerLog, log_file
-from pytest_gpubench.launch.ports import free_port, require_free
+from pytest_gpubench.launch.ports import check_port, free_port, require_free
 from pytest_gpubench.launch.secrets import Redactor
 from pytest_gpubench.launch.server import Server, connect_external, start_server
 
@@ -91,8 +91,10 @@ class ServerPool:
         runner = _launcher(launcher_name, self.gpu)
         if port is None:
             port = free_port(host)
-        else:
-            require_free(host, int(port))
+        else:  # "8080" from a config file is a port; "abc" is one clear error, not a ValueError
+            digits = isinstance(port, str) and port.strip().isdigit()
+            port = check_port(int(port) if digits else port)
+            require_free(host, port)
         redactor = Redactor(extra=[str(options.get("api_key") or "")])
         path = (
             log_file(self.log_dir, eng.name, ref.served_name, launcher_name)

@@ -19,6 +19,25 @@ def test_ports_in_range_pass() -> None:
     assert check_port(1) == 1 and check_port(65535) == 65535
 
 
+@pytest.mark.parametrize("port", ["99999", "abc"])
+def test_llm_server_with_a_text_port_fails_the_test_in_one_line(pytester, tmp_path, port) -> None:
+    """A port read as text: digits are a number (here out of range), anything else no port;
+    "abc" used to be a ValueError traceback from int() in the server pool."""
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"")
+    pytester.makepyfile(
+        f"""
+        def test_port(llm_server):
+            llm_server(engine="llamacpp", model={str(model)!r}, port={port!r})
+        """
+    )
+    result = pytester.runpytest("--device=cpu")
+    result.assert_outcomes(failed=1)
+    shown = 99999 if port.isdigit() else repr(port)
+    result.stdout.fnmatch_lines([f"port={shown} is not a TCP port: give a whole number*"])
+    assert "Traceback" not in result.stdout.str() and "ValueError" not in result.stdout.str()
+
+
 def test_llm_server_with_port_99999_fails_the_test_in_one_line(pytester, tmp_path) -> None:
     """The OverflowError of socket.bind used to surface as a traceback from the plugin."""
     model = tmp_path / "tiny.gguf"
