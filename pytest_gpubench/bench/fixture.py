@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,10 +13,13 @@ from pytest_gpubench.state import state
 
 
 @pytest.fixture
-def gpubench(benchmark: Any, request: pytest.FixtureRequest) -> GpuBench:
-    """Time a workload and record its metrics; see ``GpuBench``."""
+def gpubench(benchmark: Any, request: pytest.FixtureRequest) -> Iterator[GpuBench]:
+    """Time a workload and record its metrics; see ``GpuBench``. After the test, the result
+    gets its bound verdict (metrics/bound.py)."""
     run = state(request.config)
-    return GpuBench(benchmark, request, run.device.profile, run.ceilings)
+    bench = GpuBench(benchmark, request, run.device.profile, run.ceilings)
+    yield bench
+    bench.judge_bound()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -21,10 +22,11 @@ from pytest_gpubench.bench.hostload import HostLoad
 from pytest_gpubench.bench.telemetry import Sampler
 from pytest_gpubench.devices.profile import DeviceProfile
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.metrics import roofline
+from pytest_gpubench.metrics import bound, roofline
+from pytest_gpubench.metrics.bound import Verdict
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import rate_interval, spread_of, summarize
-from pytest_gpubench.results.record import record_metric, record_note
+from pytest_gpubench.results.record import record_bound, record_metric, record_note
 
 
 def cuda_synchronizer() -> Callable[[], None]:
@@ -58,6 +60,11 @@ class GpuBench:
         self.metrics: dict[str, Metric] = {}
         self.telemetry: dict[str, float] = {}
         self.telemetry_note = ""
+        # what the bound verdict is judged from (see metrics/bound.py); workloads add theirs
+        self.timed_s = 0.0  # wall seconds of the timed calls
+        self.thread_s = 0.0  # CPU seconds the calling thread spent in them
+        self.data_wait_s: float | None = None  # set by a workload that waits for batches
+        self.in_server = False  # set by serve_bench: the GPU work runs in a server process
 
     def metric(
         self,
@@ -95,12 +102,14 @@ class GpuBench:
             )
         sync = cuda_synchronizer()
         spans: list[tuple[float, float]] = []  # monotonic (start, end) of every call
+        cpu: list[float] = []  # the calling thread's CPU seconds in every call
 
         def target(*a: Any, **k: Any) -> Any:
-            begin = time.monotonic()
+            begin, begin_cpu = time.monotonic(), time.thread_time()
             result = fn(*a, **k)
             sync()  # the clock is read right after this returns
             spans.append((begin, time.monotonic()))
+            cpu.append(time.thread_time() - begin_cpu)
             return result
 
         def before_round() -> Any:
@@ -130,7 +139,9 @@ class GpuBench:
         times = list(stats.stats.data) if stats is not None else []
         timed = spans[-len(times) :] if times else []
         if timed:
-            self.telemetry = sampler.telemetry.window(timed[0][0], timed[-1][1])
+            self.timed_s = sum(end - start for start, end in timed)
+            self.thread_s = sum(cpu[-len(timed) :])
+            self.telemetry = sampler.telemetry.windows(timed)
             self.telemetry_note = sampler.telemetry.reason
             self._record_telemetry(len(timed))
         if times and host.busy_cores is not None:
@@ -250,11 +261,13 @@ class GpuBench:
         *,
         model: str | None = None,
         quant: str | None = None,
-        batch: int = 1,
+        batch: float = 1,
         context: int = 0,
         kv_dtype: str = "bf16",
     ) -> float | None:
-        """Record decode tokens/s as % of the bandwidth bound (datasheet and measured)."""
+        """Record decode tokens/s as % of the bandwidth bound (datasheet and measured).
+
+        ``batch`` may be fractional: a server's mean number of sequences decoding at once."""
         spec, quant = self._model(model, quant)
         profile = self.profile
         if not profile.bandwidth_gbs:
@@ -271,7 +284,7 @@ class GpuBench:
             True,
             headline=True,
             description=f"of {profile.name}'s {profile.bandwidth_gbs:.0f} GB/s over "
-            f"{bound.bytes_per_step / 1e9:.2f} GB per step (batch {batch}, context {context})",
+            f"{bound.bytes_per_step / 1e9:.2f} GB per step (batch {batch:g}, context {context})",
         )
         ceilings = self.ceilings()
         if ceilings is not None:
@@ -306,3 +319,60 @@ class GpuBench:
             self.metric(f"measured_{dtype}_tflops", peak / 1e12, "TFLOP/s", True)
             self.metric("mfu_measured_pct", 100 * achieved / peak, "%", True)
         return 100 * value
+
+    # --- the bound verdict ----------------------------------------------------------------
+
+    def judge_bound(self) -> Verdict | None:
+        """Judge and record what bounded this result (metrics/bound.py), once the test's work
+        is done: placement and data-wait facts arrive after the timed rounds. None on a run
+        without GPU telemetry and no offload."""
+        placement = self.benchmark.extra_info.get("placement") or {}
+        offload = (
+            str(placement.get("description") or "layers or KV cache on the CPU")
+            if placement.get("offloaded")
+            else None
+        )
+        if not self.timed_s and not offload:
+            return None
+        wall = self.timed_s
+        thread = self.thread_s / wall if wall else None
+        data = self.data_wait_s / wall if wall and self.data_wait_s is not None else None
+        busy = self.metrics.get("host_busy_cores")
+        verdict = bound.judge(
+            bound.Facts(
+                gpu_util_pct=self.telemetry.get("gpu_util_pct") if self.telemetry else None,
+                span_s=wall,
+                thread_busy=thread,
+                data_wait_share=data,
+                offload=offload,
+                server=self.in_server,
+                host_busy_cores=busy.value if busy else None,
+            )
+        )
+        if verdict is None:
+            return None
+        if thread is not None:
+            self.metric(
+                "host_thread_busy_pct",
+                100 * thread,
+                "%",
+                False,
+                description="CPU time of the thread that ran the timed work over its wall time",
+            )
+        if data is not None:
+            self.metric(
+                "data_wait_pct",
+                100 * data,
+                "%",
+                False,
+                description="share of the timed work spent waiting for the next batch",
+            )
+        self.benchmark.extra_info["bound"] = verdict.as_dict()
+        record_bound(self.request, verdict)
+        if verdict.bound != "gpu":
+            warnings.warn(BoundWarning(verdict.warning(self.request.node.nodeid)), stacklevel=1)
+        return verdict
+
+
+class BoundWarning(UserWarning):
+    """A GPU result bounded by something other than the GPU (see metrics/bound.py)."""

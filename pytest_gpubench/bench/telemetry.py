@@ -41,8 +41,17 @@ class Telemetry:
 
     def window(self, start: float, end: float) -> dict[str, float]:
         """Summary of the samples in [start, end] (monotonic seconds); energy interpolated."""
-        inside = [s for s in self.samples if start <= s.t <= end] or self._nearest(start, end)
-        out: dict[str, float] = {"duration_s": end - start, "samples": float(len(inside))}
+        return self.windows([(start, end)])
+
+    def windows(self, spans: list[tuple[float, float]]) -> dict[str, float]:
+        """Summary over several spans (the timed rounds, not the set-up between them): energy
+        is the counter's rise inside each span, summed, so it covers exactly the timed work;
+        utilisation and power average the samples taken inside any span."""
+        duration = sum(end - start for start, end in spans)
+        inside = [s for s in self.samples if any(a <= s.t <= b for a, b in spans)]
+        if not inside and spans:
+            inside = self._nearest(spans[0][0], spans[-1][1])
+        out: dict[str, float] = {"duration_s": duration, "samples": float(len(inside))}
         if not inside:
             return out
         if self.gpu:
@@ -50,11 +59,11 @@ class Telemetry:
             if powers:
                 out["avg_power_w"] = sum(powers) / len(powers)
                 out["peak_power_w"] = max(powers)
-            energy = self._energy(start, end)
-            if energy is not None:
-                out["energy_j"] = energy
+            parts = [self._energy(a, b) for a, b in spans]
+            if parts and all(e is not None for e in parts):
+                out["energy_j"] = sum(e for e in parts if e is not None)
             elif powers:
-                out["energy_j"] = out["avg_power_w"] * (end - start)
+                out["energy_j"] = out["avg_power_w"] * duration
                 out["energy_integrated"] = 1.0
             for key, name in (("util_pct", "gpu_util_pct"), ("sm_clock_mhz", "sm_clock_mhz")):
                 values = [getattr(s, key) for s in inside if getattr(s, key) is not None]

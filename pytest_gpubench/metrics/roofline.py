@@ -43,7 +43,7 @@ def kv_read_bytes(spec: ModelSpec, context: int, kv_dtype: str = "bf16") -> floa
 @dataclass(frozen=True)
 class DecodeBound:
     bytes_per_step: float
-    batch: int
+    batch: float
     bandwidth_gbs: float
 
     @property
@@ -56,7 +56,7 @@ def decode_bound(
     quant: str,
     bandwidth_gbs: float,
     *,
-    batch: int = 1,
+    batch: float = 1,
     context: int = 0,
     kv_dtype: str = "bf16",
 ) -> DecodeBound:

@@ -17,9 +17,14 @@ def _number(value: float) -> str:
 def results_lines(recorded: Iterable[Recorded]) -> list[str]:
     rows = []
     notes: list[str] = []
+    bounds: list[str] = []
+    recorded = list(recorded)
+    judged = any(entry.bound is not None for entry in recorded)
     for entry in recorded:
         notes += [n for n in entry.notes if n not in notes]
-        for name in entry.headline:
+        if entry.bound is not None and entry.bound.bound != "gpu":
+            bounds.append(entry.bound.warning(entry.nodeid))
+        for i, name in enumerate(entry.headline):
             m = entry.metrics[name]
             low, high = m.spread.get("ci95_low"), m.spread.get("ci95_high")
             ci = (
@@ -38,8 +43,14 @@ def results_lines(recorded: Iterable[Recorded]) -> list[str]:
                     int(rounds) if rounds is not None else "-",
                     "higher" if m.higher_is_better else "lower",
                 )
+                + ((entry.bound.bound if entry.bound and i == 0 else "",) if judged else ())
             )
     if not rows:
         return []
-    table = format_table(("test", "metric", "value", "unit", "95% CI", "n", "better"), rows)
-    return table + [f"note: {n}; host memory recorded instead" for n in notes]
+    header = ("test", "metric", "value", "unit", "95% CI", "n", "better")
+    table = format_table(header + (("bound",) if judged else ()), rows)
+    return (
+        table
+        + [f"note: {n}; host memory recorded instead" for n in notes]
+        + [f"bound: {b}" for b in bounds]
+    )

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_gpubench.devices.select import SelectedDevice
+from pytest_gpubench.metrics.bound import Verdict
 from pytest_gpubench.metrics.core import Metric
 
 METRICS_KEY = "metrics"
@@ -26,6 +27,7 @@ class Recorded:
     metrics: dict[str, Metric] = field(default_factory=dict)
     headline: list[str] = field(default_factory=list)  # names shown in the terminal table
     notes: list[str] = field(default_factory=list)  # e.g. "GPU telemetry off (...)"
+    bound: Verdict | None = None  # what bounded the result (metrics/bound.py)
 
 
 RECORDS = pytest.StashKey[dict[str, Recorded]]()
@@ -48,6 +50,13 @@ def record_note(request: pytest.FixtureRequest, note: str) -> None:
     entry = records.setdefault(request.node.nodeid, Recorded(request.node.nodeid))
     if note not in entry.notes:
         entry.notes.append(note)
+
+
+def record_bound(request: pytest.FixtureRequest, verdict: Verdict) -> None:
+    """Keep the test's bound verdict for the results table."""
+    records = request.config.stash.setdefault(RECORDS, {})
+    entry = records.setdefault(request.node.nodeid, Recorded(request.node.nodeid))
+    entry.bound = verdict
 
 
 def forget(config: pytest.Config, nodeid: str) -> None:

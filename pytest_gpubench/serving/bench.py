@@ -39,6 +39,7 @@ from pytest_gpubench.serving.client import (
     RequestSpec,
     StreamingClient,
 )
+from pytest_gpubench.serving.decode_batch import decode_batch
 from pytest_gpubench.serving.metrics import (
     SERVING_METRICS,
     check_slo,
@@ -446,6 +447,7 @@ class ServeBench:
                     runs.append(run)
                     return run
 
+                self.gpubench.in_server = True
                 _, times = self.gpubench.time(
                     one_round,
                     rounds=plan.rounds,
@@ -473,8 +475,40 @@ class ServeBench:
             extra = self.gpubench.benchmark.extra_info
             extra["serving"] = info
             extra["requests"] = result_rows(result.results)
+            self._record_per_token(result)
         self._check(result, plan.max_error_rate, plan.ignore_eos)
         return result
+
+    def _record_per_token(self, result: ServeResult) -> None:
+        """Energy per output token over the timed rounds, and the decode roofline at the batch
+        the server actually ran (serving/decode_batch.py) when the test names its model."""
+        ok = [r for r in result.results if r.ok]
+        tokens = sum(r.output_tokens for r in ok)
+        energy = self.gpubench.telemetry.get("energy_j")
+        if energy and tokens:
+            self.gpubench.metric(
+                "energy_per_output_token_j",
+                energy / tokens,
+                "J/tok",
+                False,
+                headline=True,
+                description="NVML energy over the timed rounds / output tokens",
+            )
+            self.gpubench.metric("output_tokens_per_j", tokens / energy, "tok/J", True)
+        measured = decode_batch(ok)
+        marker = self.request.node.get_closest_marker("model")
+        on_gpu = "gpu_util_pct" in self.gpubench.telemetry  # a CPU run serves a tiny stand-in
+        if measured is None or marker is None or not marker.args or not on_gpu:
+            return
+        self.gpubench.benchmark.extra_info["decode_batch"] = {
+            "mean_batch": round(measured.batch, 3),
+            "decode_tok_s": measured.tokens_per_s,
+            "context": measured.context,
+            "decoding_s": measured.decoding_s,
+        }
+        self.gpubench.roofline_decode(
+            measured.tokens_per_s, batch=measured.batch, context=measured.context
+        )
 
     def _metrics(
         self,
@@ -623,6 +657,7 @@ class ServeBench:
                 results[d] = [loop.run_until_complete(client.send(s)) for s in specs[1:]]
 
         try:
+            self.gpubench.in_server = True
             _, times = self.gpubench.time(sweep, rounds=1, warmup_rounds=0)
         finally:
             loop.run_until_complete(client.aclose())

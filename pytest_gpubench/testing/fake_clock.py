@@ -52,7 +52,8 @@ def install(monkeypatch: Any, at: float = 1000.0) -> None:
     import pytest_gpubench.bench.gpubench as gpubench_module
     import pytest_gpubench.bench.telemetry as telemetry_module
 
-    fake_time = types.SimpleNamespace(monotonic=now, perf_counter=now)
+    # thread_time stays real: work on this clock takes no CPU time, as a sleep would not
+    fake_time = types.SimpleNamespace(monotonic=now, perf_counter=now, thread_time=time.thread_time)
     monkeypatch.setattr(sys.modules[__name__], "_frozen", float(at))
     monkeypatch.setattr(gpubench_module, "time", fake_time)
     monkeypatch.setattr(telemetry_module, "time", fake_time)

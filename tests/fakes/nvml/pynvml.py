@@ -73,7 +73,7 @@ def nvmlDeviceGetUUID(handle):
     return "GPU-fake-" + handle[0].replace(" ", "-")
 
 
-# --- telemetry calls: a GPU drawing a constant 250 W at 87% utilisation ---------------------
+# --- telemetry calls: a GPU drawing a constant 250 W at 87% utilisation (FAKE_NVML_UTIL) ---------------------
 
 
 NVML_CLOCK_SM = 1
@@ -82,8 +82,11 @@ POWER_MW = 250_000
 
 
 class _Util:
-    gpu = 87
     memory = 40
+
+    @property
+    def gpu(self):  # FAKE_NVML_UTIL sets it: a starved GPU for the bound verdict's tests
+        return int(os.environ.get("FAKE_NVML_UTIL", "87"))
 
 
 def nvmlDeviceGetPowerUsage(handle):
