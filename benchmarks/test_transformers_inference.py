@@ -24,7 +24,19 @@ def test_llama_3_1_8b_generate(gpubench, generate_workload, batch_size, mode):
 
 
 @pytest.mark.llm_inference
-@pytest.mark.parametrize("mode", ["eager", "static"])
+@pytest.mark.needs_vram(LLAMA_8B_INFERENCE_GIB)
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_llama_3_1_8b_decode_loop(gpubench, generate_workload, batch_size):
+    """The same model, static cache and compiled step, driven by our greedy loop with no host
+    sync per token instead of generate(): the GPU's own decode speed (workloads/decode_loop.py)."""
+    workload = generate_workload(
+        model="meta-llama/Llama-3.1-8B-Instruct", batch_size=batch_size, mode="loop"
+    )
+    workload.run(gpubench)
+
+
+@pytest.mark.llm_inference
+@pytest.mark.parametrize("mode", ["eager", "static", "loop"])
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_llama_tiny_generate_cpu(gpubench, generate_workload, batch_size, mode):
     """The same architecture, CPU-sized: 2 layers, 64 wide; 64 prompt tokens, 16 new."""

@@ -14,6 +14,7 @@ training epochs, and evaluation runs after training, timed on its own.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,13 @@ from pytest_gpubench.workloads.training import (
     train_and_evaluate,
 )
 
+#: How images reach the model. ``collate``: the seed's way, the image processor in the collator
+#: in the training process; ``workers``: the same in DataLoader worker processes with pinned
+#: memory; ``preprocessed``: the processor runs once over the dataset before training
+#: (untimed) and batches are stacked tensors; ``device``: synthetic tensors of the processor's
+#: shapes made on the device per batch (no images, no processor: the GPU's own speed).
+DATA_PATHS = ("collate", "workers", "preprocessed", "device")
+
 
 @dataclass
 class DetectionSettings:
@@ -44,6 +52,8 @@ class DetectionSettings:
     source_size: tuple[int, int] = (640, 480)  # synthetic images' width x height before resizing
     max_boxes: int = 8
     coco_dir: str | None = None  # a local COCO-format folder instead of synthetic images
+    data: str = "collate"  # the data path, one of DATA_PATHS (see there)
+    workers: int | None = None  # DataLoader workers for data="workers"; None: up to 8
     learning_rate: float = 1e-4
     evaluate: bool = True
     seed: int = 42
@@ -131,6 +141,71 @@ class _Collator:
         return {"pixel_values": batch["pixel_values"], "labels": batch["labels"]}
 
 
+class _Preprocessed(torch.utils.data.Dataset):
+    """The processor's output for every image, computed once (before the timed run)."""
+
+    def __init__(self, data: torch.utils.data.Dataset, collator: _Collator) -> None:
+        self.rows = []
+        for i in range(len(data)):
+            batch = collator([data[i]])
+            self.rows.append(
+                {"pixel_values": batch["pixel_values"][0], "labels": batch["labels"][0]}
+            )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+
+def _stack(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+        "labels": [r["labels"] for r in rows],
+    }
+
+
+class _DeviceBatches:
+    """Batches made on the device: pixel values in [0, 1) at the processor's size and 1..max
+    random boxes in its (cx, cy, w, h) normalised format. Seeded per batch from the rows'
+    indices, so the work is the same every run."""
+
+    def __init__(self, size: int, labels: int, max_boxes: int, device: torch.device) -> None:
+        self.size, self.labels, self.max_boxes, self.device = size, labels, max_boxes, device
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        seed = int(rows[0]["index"])
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        counts = torch.randint(
+            1, self.max_boxes + 1, (len(rows),), generator=torch.Generator().manual_seed(seed)
+        )
+        n, d = len(rows), self.device
+        pixels = torch.rand((n, 3, self.size, self.size), generator=g, device=d)
+        labels = []
+        for k in counts.tolist():  # box counts drawn on the CPU: no device sync
+            wh = torch.rand((k, 2), generator=g, device=d) * 0.45 + 0.05
+            centre = wh / 2 + torch.rand((k, 2), generator=g, device=d) * (1 - wh)
+            labels.append(
+                {
+                    "class_labels": torch.randint(0, self.labels, (k,), generator=g, device=d),
+                    "boxes": torch.cat([centre, wh], dim=1),
+                }
+            )
+        return {"pixel_values": pixels, "labels": labels}
+
+
+class _Indices(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"index": i}
+
+
 def _split(ds: torch.utils.data.Dataset, eval_fraction: float, seed: int):
     n_eval = int(len(ds) * eval_fraction)
     g = torch.Generator().manual_seed(seed)
@@ -158,6 +233,10 @@ class Detection(InProcessWorkload[DetectionSettings, DetectionResult]):
             raise GpubenchError(
                 "detection needs epochs, batch_size, image_size, max_boxes >= 1 and images >= 2"
             )
+        if s.data not in DATA_PATHS:
+            raise GpubenchError(f"data={s.data!r} must be one of {', '.join(DATA_PATHS)}")
+        if s.data == "device" and s.coco_dir:
+            raise GpubenchError("data='device' makes synthetic tensors; it cannot read coco_dir")
         super().__init__(s)
         if s.coco_dir:
             data: torch.utils.data.Dataset = CocoFolder(s.coco_dir)
@@ -167,7 +246,37 @@ class Detection(InProcessWorkload[DetectionSettings, DetectionResult]):
             data = SyntheticDetection(
                 s.images, tuple(s.source_size), self.num_labels, s.max_boxes, s.seed
             )
+        if s.data == "device":
+            data = _Indices(s.images)
         self.train_set, self.eval_set = _split(data, s.eval_fraction, s.seed)
+
+    def _data(self) -> tuple[Any, Any, Any, dict[str, Any]]:
+        """(train set, eval set, collator, TrainingArguments) for the settings' data path."""
+        s = self.settings
+        if s.data == "device":
+            collate = _DeviceBatches(s.image_size, self.num_labels, s.max_boxes, self.device)
+            # tensors already on the device: nothing to pin, no workers
+            return self.train_set, self.eval_set, collate, {"dataloader_pin_memory": False}
+        collator = _Collator(s.image_size)
+        if s.data == "preprocessed":
+            train, val = (
+                _Preprocessed(self.train_set, collator),
+                _Preprocessed(self.eval_set, collator),
+            )
+            return train, val, _stack, {"dataloader_pin_memory": True}
+        if s.data == "workers":
+            workers = s.workers or max(1, min(8, (os.cpu_count() or 2) - 1))
+            return (
+                self.train_set,
+                self.eval_set,
+                collator,
+                {
+                    "dataloader_num_workers": workers,
+                    "dataloader_pin_memory": True,
+                    "dataloader_persistent_workers": True,
+                },
+            )
+        return self.train_set, self.eval_set, collator, {}
 
     def _model(self):
         from transformers import RTDetrV2Config, RTDetrV2ForObjectDetection
@@ -192,14 +301,16 @@ class Detection(InProcessWorkload[DetectionSettings, DetectionResult]):
     def _run(self, gpubench: Any) -> DetectionResult:
         s = self.settings
         model = self._model()
+        train, val, collator, loader_args = self._data()
         run = train_and_evaluate(
             gpubench,
             self,
             model,
-            self.train_set,
-            self.eval_set if len(self.eval_set) else None,
-            _Collator(s.image_size),
+            train,
+            val if len(val) else None,
+            collator,
             remove_unused_columns=False,
+            **loader_args,
         )
         result = DetectionResult(
             run.log.seconds,
@@ -212,6 +323,7 @@ class Detection(InProcessWorkload[DetectionSettings, DetectionResult]):
             gpubench,
             {
                 "dataset": f"coco: {s.coco_dir}" if s.coco_dir else "synthetic",
+                "data_path": s.data,
                 "threads": self.threads,
                 "parameters": parameter_count(model),
             },

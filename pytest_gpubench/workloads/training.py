@@ -14,6 +14,8 @@ differ only in model, data, collator and a few ``TrainingArguments``.
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +44,7 @@ class Counts:
 
     def __init__(self) -> None:
         self.samples = 0
+        self.data_seconds = 0.0  # wall time the training loop spent waiting for its batches
         self._tokens = 0
         self._pending: list[torch.Tensor] = []
 
@@ -89,12 +92,37 @@ def batch_size_of(inputs: dict[str, Any]) -> int:
     raise KeyError("batch has neither input_ids nor pixel_values")
 
 
+class _TimedBatches:
+    """The Trainer's epoch iterator, timing every ``next()``: loading, collating and copying
+    a batch to the device, as the training loop waits for it (the bound verdict's ``data``)."""
+
+    def __init__(self, inner: Iterator[Any], counts: Counts) -> None:
+        self.inner = inner
+        self.counts = counts
+
+    def __iter__(self) -> _TimedBatches:
+        return self
+
+    def __next__(self) -> Any:
+        start = time.perf_counter()
+        try:
+            return next(self.inner)
+        finally:
+            self.counts.data_seconds += time.perf_counter() - start
+
+
 class CountingTrainer(Trainer):
-    """A Trainer that counts what each training step really processed."""
+    """A Trainer that counts what each training step really processed, and how long it
+    waited for the data."""
 
     def __init__(self, *args: Any, counts: Counts, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.counts = counts
+
+    def get_batch_samples(self, epoch_iterator: Iterator[Any], num_batches: int, device: Any):
+        return super().get_batch_samples(
+            _TimedBatches(epoch_iterator, self.counts), num_batches, device
+        )
 
     def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any):
         self.counts.samples += batch_size_of(inputs)
@@ -108,6 +136,7 @@ def common_args(output_dir: str, device: torch.device, dtype: torch.dtype, **kwa
     """TrainingArguments for a timed run: no checkpoints, no logging, no evaluation in the loop."""
     from transformers import TrainingArguments
 
+    kwargs.setdefault("dataloader_num_workers", 0)
     return TrainingArguments(
         output_dir=output_dir,
         save_strategy="no",
@@ -117,7 +146,6 @@ def common_args(output_dir: str, device: torch.device, dtype: torch.dtype, **kwa
         disable_tqdm=True,
         use_cpu=device.type == "cpu",
         bf16=dtype == torch.bfloat16 and device.type == "cuda",
-        dataloader_num_workers=0,
         **kwargs,
     )
 
@@ -184,6 +212,8 @@ def train_and_evaluate(
         )
         memory.reset_peak()
         output, times = gpubench.time(trainer.train, rounds=1, warmup_rounds=0)
+        if times:
+            gpubench.data_wait_s = counts.data_seconds
         eval_seconds = None
         if s.evaluate and eval_dataset is not None:
             t0 = now(device)

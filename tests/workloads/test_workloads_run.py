@@ -34,7 +34,7 @@ def test_finetune_local_dataset(gpubench, finetune_workload, tmp_path):
     assert len(wl.train_rows) == 8
     wl.run(gpubench)
 
-@pytest.mark.parametrize("mode", ["eager", "static"])
+@pytest.mark.parametrize("mode", ["eager", "static", "loop"])
 def test_generate(gpubench, generate_workload, mode):
     generate_workload(
         model="meta-llama/Llama-3.1-8B-Instruct", size="tiny", batch_size=2, mode=mode,
@@ -45,6 +45,15 @@ def test_detection(gpubench, detection_workload):
     wl = detection_workload(
         size="tiny", images=10, epochs=2, batch_size=4, image_size=64,
         source_size=(64, 48), max_boxes=2,
+    )
+    result = wl.run(gpubench)
+    assert result.epoch_images == [8, 8]
+
+@pytest.mark.parametrize("data", ["workers", "preprocessed", "device"])
+def test_detection_data_path(gpubench, detection_workload, data):
+    wl = detection_workload(
+        size="tiny", images=10, epochs=2, batch_size=4, image_size=64,
+        source_size=(64, 48), max_boxes=2, data=data, workers=1,
     )
     result = wl.run(gpubench)
     assert result.epoch_images == [8, 8]
@@ -145,7 +154,7 @@ def test_finetune_reads_a_local_dataset(run: dict) -> None:
     _metric(info, "train_samples_per_s", "samples/s", True)
 
 
-@pytest.mark.parametrize("mode", ["eager", "static"])
+@pytest.mark.parametrize("mode", ["eager", "static", "loop"])
 def test_generate_records_prefill_and_decode(run: dict, mode: str) -> None:
     info = run["benchmarks"][f"test_generate[{mode}]"]
     prefill = _metric(info, "prefill_tok_per_s", "tok/s", True)
@@ -168,6 +177,14 @@ def test_detection_records_images_per_second(run: dict) -> None:
     assert info["workload"]["facts"]["parameters"] > 0
     coco = run["benchmarks"]["test_detection_coco_folder"]
     assert coco["workload"]["facts"]["dataset"].startswith("coco: ")
+
+
+@pytest.mark.parametrize("data", ["workers", "preprocessed", "device"])
+def test_every_detection_data_path_trains_the_same_images(run: dict, data: str) -> None:
+    info = run["benchmarks"][f"test_detection_data_path[{data}]"]
+    assert info["workload"]["facts"]["data_path"] == data
+    assert _metric(info, "train_images_per_s", "images/s", True) > 0
+    assert info["workload"]["settings"]["train_images"] == 8
 
 
 @pytest.mark.parametrize(
