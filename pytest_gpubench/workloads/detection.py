@@ -9,6 +9,11 @@ random boxes, or a local COCO-format folder; either goes through the RT-DETR ima
 The seed's ``samples_per_second = batch_size * epochs * (1 - test_split) / time`` was not a
 rate of anything; here images/s is images trained on (counted per batch) over the time spent in
 training epochs, and evaluation runs after training, timed on its own.
+
+MFU: one training step (forward, loss and backward) on one real batch is counted with
+PyTorch's FLOP counter before training (``workloads.flops``: RT-DETR has no FLOPs-per-image
+formula), and images/s times that step's FLOPs per image is the achieved rate. Energy per image
+is NVML's counter over the same timed epochs.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 import torch
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.workloads import memory
+from pytest_gpubench.workloads import flops, memory
 from pytest_gpubench.workloads.base import InProcessWorkload, parameter_count, record_peak_memory
 from pytest_gpubench.workloads.training import (
     record_epochs,
@@ -298,10 +303,22 @@ class Detection(InProcessWorkload[DetectionSettings, DetectionResult]):
         with torch.device(self.device):
             return RTDetrV2ForObjectDetection(RTDetrV2Config(**cfg))
 
+    def _autocast(self) -> torch.dtype | None:
+        """The mixed precision the Trainer trains in (``common_args``: bf16 on CUDA only)."""
+        mixed = self.dtype == torch.bfloat16 and self.device.type == "cuda"
+        return torch.bfloat16 if mixed else None
+
+    def count_step(self, model: torch.nn.Module, collator: Any, data: Any) -> flops.StepFlops:
+        """FLOPs of one training step on the first batch of the training set (untimed)."""
+        n = min(self.settings.batch_size, len(data))
+        batch = flops.to_device(collator([data[i] for i in range(n)]), self.device)
+        return flops.training_step_flops(model, batch, n, autocast=self._autocast())
+
     def _run(self, gpubench: Any) -> DetectionResult:
         s = self.settings
         model = self._model()
         train, val, collator, loader_args = self._data()
+        step = self.count_step(model, collator, train)
         run = train_and_evaluate(
             gpubench,
             self,
@@ -326,12 +343,17 @@ class Detection(InProcessWorkload[DetectionSettings, DetectionResult]):
                 "data_path": s.data,
                 "threads": self.threads,
                 "parameters": parameter_count(model),
+                "flops": step.as_dict("image"),
             },
             train_images=len(self.train_set),
             eval_images=len(self.eval_set),
         )
         if run.train_seconds is not None:
             record_epochs(gpubench, run.log, s.epochs, "images", run.train_seconds)
+            if sum(run.log.seconds) > 0:
+                images_per_s = sum(run.log.samples) / sum(run.log.seconds)
+                dtype = self._autocast() or torch.float32
+                gpubench.mfu(images_per_s, step.per_sample, dtype=flops.mfu_dtype(dtype))
             record_peak_memory(gpubench)
             record_evaluation(gpubench, run.eval_seconds, len(self.eval_set), "images")
         del model

@@ -9,6 +9,13 @@ With random weights the pipeline is assembled from its parts: the transformer an
 catalog's component configs, a Qwen3 text encoder of the published geometry, a synthetic
 tokenizer and a flow-matching scheduler. The number of steps is fixed, so the work per image is
 the same as with the real weights (the images are noise).
+
+MFU: the first warm-up image (or, with no warm-ups, one extra untimed image) runs under
+PyTorch's FLOP counter (``workloads.flops``), attributing FLOPs to the transformer (per
+denoising step: its FLOPs over the steps, so a guidance scheme that runs it twice per step is
+counted twice), the text encoder and the VAE decode. ``mfu_pct`` is images/s times all of an
+image's FLOPs (the timed call runs all three) over the device's peak; the parts are in the
+run's facts. Energy per image is the timed images' NVML energy over their number.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import torch
 
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.stats import rate_interval, spread_of, summarize
-from pytest_gpubench.workloads import memory
+from pytest_gpubench.workloads import flops, memory
 from pytest_gpubench.workloads.base import (
     InProcessWorkload,
     ModelSource,
@@ -201,6 +208,7 @@ class DiffusionResult:
     seconds: list[float]
     steps: int
     prompts: list[str]
+    flops: flops.DiffusionFlops | None = None
 
 
 class Diffusion(InProcessWorkload[DiffusionSettings, DiffusionResult]):
@@ -253,17 +261,28 @@ class Diffusion(InProcessWorkload[DiffusionSettings, DiffusionResult]):
         kwargs = self.call_kwargs()
         counter = itertools.count()
         prompts: list[str] = []
+        counted: list[flops.CallFlops] = []
 
         def one_image() -> Any:
             i = next(counter)
             text = prompt(i, s.seed)
             prompts.append(text)
             generator = torch.Generator(device=self.device).manual_seed(s.seed + i)
-            return pipe(prompt=text, generator=generator, **kwargs).images[0]
+            call = dict(prompt=text, generator=generator, **kwargs)
+            if not counted:  # the first image, never a timed one: count its FLOPs
+                out, flop_count = flops.count_call(pipe, parts=flops.pipeline_parts(pipe), **call)
+                counted.append(flop_count)
+                return out.images[0]
+            return pipe(**call).images[0]
 
+        untimed = self.warmups
+        if not untimed:
+            one_image()  # the count needs one untimed image
+            untimed = 1
         memory.reset_peak()
         _, times = gpubench.time(one_image, rounds=s.images, warmup_rounds=self.warmups)
-        result = DiffusionResult(times, self.steps, prompts[self.warmups :])
+        per_image = flops.diffusion_flops(counted[0], self.steps)
+        result = DiffusionResult(times, self.steps, prompts[untimed:], per_image)
         self.record_info(
             gpubench,
             {
@@ -271,6 +290,7 @@ class Diffusion(InProcessWorkload[DiffusionSettings, DiffusionResult]):
                 "threads": self.threads,
                 "transformer_parameters": parameter_count(pipe.transformer),
                 "distinct_prompts": len(set(result.prompts)),
+                "flops": per_image.as_dict(),
             },
             steps=self.steps,
             warmups=self.warmups,
@@ -300,5 +320,15 @@ class Diffusion(InProcessWorkload[DiffusionSettings, DiffusionResult]):
                 headline=True,
             )
             gpubench.metric("steps_per_s", self.steps / secs.mean, "steps/s", True)
+            gpubench.mfu(1.0 / secs.mean, per_image.per_image, dtype=flops.mfu_dtype(self.dtype))
+            if "energy_j" in gpubench.telemetry:
+                gpubench.metric(
+                    "energy_per_image_j",
+                    gpubench.telemetry["energy_j"] / len(times),
+                    "J/image",
+                    False,
+                    headline=True,
+                    description=f"NVML energy over the {len(times)} timed images, per image",
+                )
             record_peak_memory(gpubench)
         return result

@@ -19,6 +19,8 @@ cannot stop it early; checked after each call).
 Timing: each round is one ``generate()``; a streamer stamps the first generated token (after a
 device sync: generate hands tokens to it via ``.cpu()``). Prefill tok/s is prompt tokens over
 the time to that first token; decode tok/s is the remaining generated tokens over the rest.
+Energy per output token is the timed rounds' NVML energy (prefill included: it is the price of
+the answer) over the tokens they generated; ``output_tokens_per_j`` is its inverse.
 """
 
 from __future__ import annotations
@@ -254,6 +256,19 @@ class Generate(InProcessWorkload[GenerateSettings, GenerateResult]):
             False,
             spread=spread_of(ttft, ("ci95_low", "ci95_high")),
         )
+        if "energy_j" in gpubench.telemetry and r.decode_seconds:
+            tokens = r.tokens_out * len(r.decode_seconds)
+            joules = gpubench.telemetry["energy_j"]
+            what = f"NVML energy of {len(r.decode_seconds)} timed rounds, {tokens} tokens out"
+            gpubench.metric(
+                "energy_per_output_token_j",
+                joules / tokens,
+                "J/tok",
+                False,
+                headline=True,
+                description=what,
+            )
+            gpubench.metric("output_tokens_per_j", tokens / joules, "tok/J", True, description=what)
         record_peak_memory(gpubench)
 
 

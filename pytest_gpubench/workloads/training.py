@@ -4,8 +4,10 @@ The seed repository overrode ``on_epoch_end`` on its Trainer subclass, a hook th
 calls on itself, so no epoch was ever timed. Here a real ``TrainerCallback`` (which the Trainer
 does call) stamps each epoch's start and end after a CUDA sync, and the trainer counts the
 samples and tokens of every batch it trains on, so rates come from work done, not from the
-dataset size times the epoch count. Evaluation is not in the training loop at all: the
-workloads evaluate after ``train()`` returns and time that separately.
+dataset size times the epoch count. Where NVML has an energy counter, the same callback reads
+it at the same two moments, so energy per sample covers exactly the work the rates count.
+Evaluation is not in the training loop at all: the workloads evaluate after ``train()``
+returns and time that separately.
 
 ``train_and_evaluate`` is the one Trainer run the fine-tune and detection workloads share; they
 differ only in model, data, collator and a few ``TrainingArguments``.
@@ -23,6 +25,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from pytest_gpubench import progress
+from pytest_gpubench.bench.energy import EnergyCounter
 from pytest_gpubench.metrics.stats import spread_of, summarize
 from pytest_gpubench.workloads import memory
 from pytest_gpubench.workloads.base import InProcessWorkload, WorkloadSettings, now
@@ -33,6 +36,7 @@ class EpochLog:
     seconds: list[float] = field(default_factory=list)
     samples: list[int] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
+    energy_j: list[float | None] = field(default_factory=list)  # NVML counter; None: none
 
 
 class Counts:
@@ -60,16 +64,24 @@ class Counts:
 
 
 class EpochTimer(TrainerCallback):
-    """Wall time, samples and tokens of each epoch, read at the Trainer's own epoch events."""
+    """Wall time, samples, tokens and energy of each epoch, read at the Trainer's own epoch
+    events (the energy counter right after each clock read, so both span the same work)."""
 
-    def __init__(self, device: torch.device, counts: Counts) -> None:
+    def __init__(
+        self, device: torch.device, counts: Counts, energy: EnergyCounter | None = None
+    ) -> None:
         self.device = device
         self.counts = counts
+        self.energy = energy
         self.log = EpochLog()
-        self._start: tuple[float, int, int] | None = None
+        self._start: tuple[float, float | None, int, int] | None = None
+
+    def _joules(self) -> float | None:
+        return self.energy.read() if self.energy is not None else None
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._start = (now(self.device), self.counts.samples, self.counts.tokens)
+        t0 = now(self.device)
+        self._start = (t0, self._joules(), self.counts.samples, self.counts.tokens)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # the step on the run's progress line: a 415 s detection round is no longer silent
@@ -78,8 +90,10 @@ class EpochTimer(TrainerCallback):
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._start is None:
             return
-        t0, s0, k0 = self._start
+        t0, e0, s0, k0 = self._start
         self.log.seconds.append(now(self.device) - t0)
+        e1 = self._joules()
+        self.log.energy_j.append(e1 - e0 if e0 is not None and e1 is not None else None)
         self.log.samples.append(self.counts.samples - s0)
         self.log.tokens.append(self.counts.tokens - k0)
         self._start = None
@@ -188,8 +202,11 @@ def train_and_evaluate(
     s = workload.settings
     device = workload.device
     counts = Counts()
-    timer = EpochTimer(device, counts)
-    with tempfile.TemporaryDirectory(prefix=f"gpubench-{workload.name}-") as out:
+    with (
+        EnergyCounter() as energy,
+        tempfile.TemporaryDirectory(prefix=f"gpubench-{workload.name}-") as out,
+    ):
+        timer = EpochTimer(device, counts, energy)
         args = common_args(
             out,
             device,
@@ -236,10 +253,12 @@ def record_epochs(
     *,
     tokens: bool = False,
 ) -> None:
-    """Record ``train_<unit>_per_s`` (and tokens/s), ``epoch_time_s`` and ``train_time_s``.
+    """Record ``train_<unit>_per_s`` (and tokens/s), ``epoch_time_s`` and ``train_time_s``,
+    and, where NVML counted energy, ``energy_per_<unit>_j`` (unit singular: ``images`` gives
+    ``energy_per_image_j``) and ``energy_per_token_j``.
 
     Rates are work processed over time spent in epochs (total/total); their spread is over
-    the per-epoch rates, so n is the number of epochs.
+    the per-epoch rates, so n is the number of epochs. Energy is over the same epochs.
     """
     if len(log.seconds) != epochs:
         raise RuntimeError(
@@ -261,6 +280,7 @@ def record_epochs(
             headline=True,
             description=f"{sum(per_epoch)} {rate_unit.split('/')[0]} processed in {rates.n} epochs",
         )
+    record_epoch_energy(gpubench, log, unit.removesuffix("s"), tokens=tokens)
     secs = summarize(log.seconds)
     gpubench.metric(
         "epoch_time_s",
@@ -281,6 +301,28 @@ def record_epochs(
             headline=True,
             description="the whole Trainer.train() call, set-up included (seed: total_train_time)",
         )
+
+
+def record_epoch_energy(gpubench: Any, log: EpochLog, unit: str, *, tokens: bool = False) -> None:
+    """``energy_per_<unit>_j`` (and ``energy_per_token_j``): NVML's energy over the timed
+    epochs per sample processed in them. Nothing where any epoch has no energy reading."""
+    if not log.energy_j or any(e is None for e in log.energy_j):
+        return
+    joules = sum(e for e in log.energy_j if e is not None)
+    series = [(unit, log.samples)]
+    if tokens:
+        series.append(("token", log.tokens))
+    for name, per_epoch in series:
+        if sum(per_epoch):
+            gpubench.metric(
+                f"energy_per_{name}_j",
+                joules / sum(per_epoch),
+                f"J/{name}",
+                False,
+                headline=name == unit,
+                description=f"{joules:.1f} J (NVML counter) over {sum(per_epoch)} {name}s "
+                f"in {len(log.seconds)} timed epochs",
+            )
 
 
 def record_evaluation(gpubench: Any, seconds: float | None, count: int, unit: str) -> None:
