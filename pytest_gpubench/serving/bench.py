@@ -48,6 +48,7 @@ from pytest_gpubench.serving.metrics import (
     result_rows,
     serving_metrics,
 )
+from pytest_gpubench.serving.placement import record_placement
 from pytest_gpubench.serving.requests import RequestFactory, Workload, depth_requests
 from pytest_gpubench.serving.run import Adaptive, RunResult, run_load, run_warmups
 from pytest_gpubench.serving.schedule import LoadSpec
@@ -112,6 +113,7 @@ class ServePlan:
     transport: str
     info: dict[str, Any]
     idle_timeout_s: float | None = IDLE_TIMEOUT_S
+    server: Any = field(default=None, repr=False)  # the server object, for its placement
 
 
 @dataclass
@@ -402,6 +404,7 @@ class ServeBench:
             transport=transport,
             info=info,
             idle_timeout_s=idle_timeout_s,
+            server=server,
         )
 
     # -- run rounds: the only part under the clock -----------------------------------------
@@ -473,6 +476,7 @@ class ServeBench:
             extra = self.gpubench.benchmark.extra_info
             extra["serving"] = info
             extra["requests"] = result_rows(result.results)
+            record_placement(self.gpubench, self.request, plan.server, plan.engine)
         self._check(result, plan.max_error_rate, plan.ignore_eos)
         return result
 
