@@ -7,7 +7,9 @@ suite's tiny model. For each engine it writes, unedited:
 
 - ``<engine>_completion.json``: a non-streamed ``/v1/completions`` answer (8 tokens);
 - ``<engine>_metrics.txt``: ``/metrics`` right after that one request;
-- ``<engine>_models.json``: ``/v1/models``; and ``vllm_version.json``: ``/version``.
+- ``<engine>_models.json``: ``/v1/models``; and ``vllm_version.json``: ``/version``;
+- ``<engine>_startup.log``: the server's log up to then (what ``Engine.placement`` parses:
+  llama.cpp's buffer sizes, vLLM's KV cache lines), the temporary paths in it as they were.
 
 SGLang and Ollama cannot run here: their files in that folder are written from their API
 documentation and say so in their names (``*_from_docs_*``).
@@ -64,6 +66,8 @@ def record(engine: str, pool: ServerPool, tiny) -> None:
         }
         if engine == "vllm":
             files["vllm_version.json"] = client.get("/version").json()
+        if server.log_path is not None:
+            files[f"{engine}_startup.log"] = server.log_path.read_text()
     for name, content in files.items():
         text = content if isinstance(content, str) else json.dumps(content, indent=1) + "\n"
         (OUT / name).write_text(text)

@@ -18,6 +18,7 @@ import httpx
 
 from pytest_gpubench.engines import prometheus
 from pytest_gpubench.engines.memory import EngineMemory
+from pytest_gpubench.engines.placement import Placement
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,12 @@ class Engine(Protocol):
         """
         ...
 
+    def placement(self, log_text: str, server: Any) -> Placement | None:
+        """Where the running server put the model (layers, buffers, KV cache on GPU or CPU),
+        from its log (``log_text``, the whole file) or its API (``server.client()``); None
+        where the engine says nothing about it. See ``pytest_gpubench.engines.placement``."""
+        ...
+
 
 class BaseEngine:
     """Shared behaviour: health + /v1/models readiness, /metrics, no per-response timings.
@@ -203,6 +210,9 @@ class BaseEngine:
 
     def response_timings(self, body: Mapping[str, Any]) -> dict[str, float]:
         return {}
+
+    def placement(self, log_text: str, server: Any) -> Placement | None:
+        return None
 
 
 def models_listed(client: httpx.Client, model: ModelRef, path: str = "/v1/models") -> ReadyCheck:

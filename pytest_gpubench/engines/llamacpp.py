@@ -11,10 +11,16 @@ import httpx
 
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
 from pytest_gpubench.engines.memory import EngineMemory
+from pytest_gpubench.engines.placement import Placement, from_llamacpp_log
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import kvcache
 
 ENV_BINARY = "GPUBENCH_LLAMA_SERVER"
+#: llama-server prints its layer offload and buffer sizes only from verbosity 4 ("trace"); it
+#: adds ~30 short lines per request to the log. A user's own verbosity option or flag wins.
+LOG_VERBOSITY = "4"
+_VERBOSITY_OPTIONS = ("log_verbosity", "verbosity", "lv", "verbose", "log_verbose", "log_disable")
+_VERBOSITY_FLAGS = ("-lv", "--verbosity", "--log-verbosity", "-v", "--verbose", "--log-verbose")
 
 
 class LlamaCpp(BaseEngine):
@@ -71,6 +77,11 @@ class LlamaCpp(BaseEngine):
         else:  # "org/repo[:quant]" on the Hugging Face hub
             argv = ["--hf-repo", model.source]
         argv += ["--alias", model.served_name, "--host", host, "--port", str(port), "--metrics"]
+        extra = [str(a).split("=")[0] for a in options.get("extra_args", ()) or ()]
+        if not any(k in options for k in _VERBOSITY_OPTIONS) and not set(extra) & set(
+            _VERBOSITY_FLAGS
+        ):
+            argv += ["--log-verbosity", LOG_VERBOSITY]  # the placement lines (see placement)
         if options.get("context"):
             argv += ["--ctx-size", str(options["context"])]
         argv += generic_flags(options)
@@ -92,6 +103,10 @@ class LlamaCpp(BaseEngine):
         if not isinstance(timings, Mapping):
             return {}
         return {k: float(v) for k, v in timings.items() if isinstance(v, (int, float))}
+
+    def placement(self, log_text: str, server: Any) -> Placement | None:
+        """Layers offloaded and buffer sizes from llama-server's start-up log."""
+        return from_llamacpp_log(log_text)
 
 
 ENGINE = LlamaCpp()

@@ -18,6 +18,7 @@ import httpx
 
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, ReadyCheck
 from pytest_gpubench.engines.memory import EngineMemory
+from pytest_gpubench.engines.placement import Placement, from_ollama_ps
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import kvcache
 
@@ -126,6 +127,15 @@ class Ollama(BaseEngine):
                 out[f"{ours}_n"] = out[count]
                 out[f"{ours}_ms"] = out[seconds] * 1000.0
         return out
+
+    def placement(self, log_text: str, server: Any) -> Placement | None:
+        """``/api/ps``: how much of the loaded model is in GPU memory (``size_vram``)."""
+        try:
+            with server.client() as client:
+                payload = client.get("/api/ps").json()
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return from_ollama_ps(payload, getattr(server, "model", None))
 
 
 def _sha256(path: Path) -> str:

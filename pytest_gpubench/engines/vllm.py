@@ -16,6 +16,7 @@ import httpx
 
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
 from pytest_gpubench.engines.memory import EngineMemory
+from pytest_gpubench.engines.placement import Placement, from_vllm_log
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import kvcache
 
@@ -93,6 +94,10 @@ class VLLM(BaseEngine):
             return str(client.get("/version").json()["version"])
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None
+
+    def placement(self, log_text: str, server: Any) -> Placement | None:
+        """KV cache size and device, model memory and CPU-offload settings from the log."""
+        return from_vllm_log(log_text)
 
 
 ENGINE = VLLM()

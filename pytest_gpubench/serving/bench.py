@@ -49,6 +49,7 @@ from pytest_gpubench.serving.metrics import (
     result_rows,
     serving_metrics,
 )
+from pytest_gpubench.serving.placement import record_placement
 from pytest_gpubench.serving.requests import RequestFactory, Workload, depth_requests
 from pytest_gpubench.serving.run import Adaptive, RunResult, run_load, run_warmups
 from pytest_gpubench.serving.schedule import LoadSpec
@@ -113,6 +114,7 @@ class ServePlan:
     transport: str
     info: dict[str, Any]
     idle_timeout_s: float | None = IDLE_TIMEOUT_S
+    server: Any = field(default=None, repr=False)  # the server object, for its placement
 
 
 @dataclass
@@ -403,6 +405,7 @@ class ServeBench:
             transport=transport,
             info=info,
             idle_timeout_s=idle_timeout_s,
+            server=server,
         )
 
     # -- run rounds: the only part under the clock -----------------------------------------
@@ -476,6 +479,7 @@ class ServeBench:
             extra["serving"] = info
             extra["requests"] = result_rows(result.results)
             self._record_per_token(result)
+            record_placement(self.gpubench, self.request, plan.server, plan.engine)
         self._check(result, plan.max_error_rate, plan.ignore_eos)
         return result
 

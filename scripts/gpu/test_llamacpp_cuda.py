@@ -102,3 +102,34 @@ def test_llama8b_q4km_seed_workload_concurrency_10(llm_server, serve_bench, gpub
         range_ratio=0.3,
     )
     assert r.failed == 0
+
+
+def _no_cuda_gpu() -> bool:
+    from pytest_gpubench.devices.detect import detect
+
+    return not detect().gpus
+
+
+@pytest.mark.llm_inference
+@MODEL
+@pytest.mark.skipif(_no_cuda_gpu(), reason="needs an NVIDIA GPU (NVML finds none)")
+def test_llama8b_partial_offload_flagged_with_layer_counts(llm_server, serve_bench, gpubench):
+    """20 of the 8B's 32 layers on the GPU (llama.cpp counts 33: the output layer is one): the
+    result carries placement.offloaded with the counts, a PlacementWarning, and NVML's memory."""
+    from pytest_gpubench.serving.placement import PlacementWarning
+
+    server = llm_server(
+        engine="llamacpp",
+        model=str(GGUF),
+        executable=str(SERVER),
+        options={"context": 16384, "n_gpu_layers": 20, "flash_attn": "on", "parallel": 1},
+    )
+    with pytest.warns(PlacementWarning, match="20 of 33 layers on the GPU, 13 on the CPU"):
+        r = serve_bench(server, input_len=16, output_len=32, num_prompts=4, concurrency=1)
+    assert r.failed == 0
+    placement = gpubench.benchmark.extra_info["placement"]
+    assert placement["offloaded"] is True
+    assert (placement["gpu_layers"], placement["total_layers"]) == (20, 33)
+    assert placement["gpu_model_mib"] > 0 and placement["cpu_model_mib"] > 0
+    assert placement["measured_source"] == "nvml" and placement["measured_gib"] > 1.0
+    assert "estimate_error_pct" in placement

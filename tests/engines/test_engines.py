@@ -76,7 +76,10 @@ def test_llamacpp_command_line_for_file_and_hub_models(tmp_path: Path) -> None:
                                                                  "n_gpu_layers": 99})  # fmt: skip
     assert local.argv[:4] == ["--model", str(gguf), "--alias", "m"]
     assert local.argv[4:] == ["--host", "127.0.0.1", "--port", "9000", "--metrics",
+                              "--log-verbosity", "4",  # the placement lines
                               "--ctx-size", "8192", "--n-gpu-layers", "99"]  # fmt: skip
+    own = engine.launch(ModelRef.of(gguf), "h", 1, {"extra_args": ["-lv", "3"]})
+    assert "--log-verbosity" not in own.argv  # the user's verbosity wins
     hub = engine.launch(ModelRef.of("unsloth/gpt-oss-20b-GGUF:Q4_K_M"), "0.0.0.0", 8080, {})
     assert hub.argv[:2] == ["--hf-repo", "unsloth/gpt-oss-20b-GGUF:Q4_K_M"]
 
