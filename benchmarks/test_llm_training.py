@@ -21,6 +21,19 @@ def test_gemma_3_270m_full_finetune(gpubench, finetune_workload):
 
 
 @pytest.mark.llm_training
+@pytest.mark.needs_vram(GEMMA_270M_FINETUNE_GIB * 2)
+def test_gemma_3_270m_finetune_packed(gpubench, finetune_workload):
+    """Not the seed's settings: the same samples packed into full 512-token rows, batch 16,
+    SDPA attention. Every step is full-size work, so this shows the GPU's own training speed;
+    compare devices on it, and with the seed on the test above."""
+    workload = finetune_workload(
+        model="google/gemma-3-270m-it", pack=True, batch_size=16, attn_implementation="sdpa"
+    )
+    result = workload.run(gpubench)
+    assert sum(result.epoch_samples) == 3 * workload.samples_per_epoch
+
+
+@pytest.mark.llm_training
 def test_gemma_3_tiny_finetune_cpu(gpubench, finetune_workload):
     """The same architecture, CPU-sized: 2 layers, 64 wide; 96 samples (<= 128 tokens), 3 epochs."""
     workload = finetune_workload(

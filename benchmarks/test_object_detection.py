@@ -17,6 +17,19 @@ def test_rtdetr_v2_r50vd_train(gpubench, detection_workload):
 
 
 @pytest.mark.object_detection
+@pytest.mark.needs_vram(RTDETR_V2_TRAIN_GIB * 3)
+def test_rtdetr_v2_r50vd_train_device_data_b32(gpubench, detection_workload):
+    """Not the seed's settings: synthetic tensors made on the GPU (no images, no processor)
+    and batch 32, so the host does less per image: the GPU's own training speed (3 epochs:
+    images/s is the figure to compare, not the time)."""
+    workload = detection_workload(
+        model="PekingU/rtdetr_v2_r50vd", data="device", batch_size=32, epochs=3
+    )
+    result = workload.run(gpubench)
+    assert sum(result.epoch_images) == 3 * len(workload.train_set)
+
+
+@pytest.mark.object_detection
 def test_rtdetr_v2_tiny_train_cpu(gpubench, detection_workload):
     """The same architecture, CPU-sized: 1 block per stage, 64 px, 40 images, 3 epochs."""
     workload = detection_workload(

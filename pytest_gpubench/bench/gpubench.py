@@ -328,7 +328,7 @@ class GpuBench:
         without GPU telemetry and no offload."""
         placement = self.benchmark.extra_info.get("placement") or {}
         offload = (
-            str(placement.get("description") or "layers or KV cache on the CPU")
+            str(placement.get("describe") or "layers or KV cache on the CPU")
             if placement.get("offloaded")
             else None
         )
@@ -369,7 +369,7 @@ class GpuBench:
             )
         self.benchmark.extra_info["bound"] = verdict.as_dict()
         record_bound(self.request, verdict)
-        if verdict.bound != "gpu":
+        if verdict.bound not in ("gpu", "offload"):  # an offload has its PlacementWarning
             warnings.warn(BoundWarning(verdict.warning(self.request.node.nodeid)), stacklevel=1)
         return verdict
 

@@ -54,6 +54,10 @@ class FinetuneSettings:
     dataset: str | None = None  # a local dataset (datasets.load_from_disk folder, or a file)
     attn_implementation: str = "eager"
     optim: str = "adamw_torch_fused"
+    # Not the seed's: concatenate the training samples' tokens into rows of exactly max_length
+    # (no padding, loss on every token, attention across sample boundaries), so every step is
+    # full-size work: shows the GPU's own training speed rather than the seed's padded batches.
+    pack: bool = False
     evaluate: bool = True
     seed: int = 42
     device: str | None = None
@@ -135,6 +139,14 @@ def local_dataset(path: str) -> list[list[dict[str, str]]]:
     return [_to_messages(row) for row in ds]
 
 
+def packed(rows: list[dict[str, list[int]]], length: int) -> list[dict[str, list[int]]]:
+    """The rows' tokens end to end, cut into rows of exactly ``length`` (the rest dropped)."""
+    stream = [t for r in rows for t in r["input_ids"]]
+    return [
+        {"input_ids": stream[i : i + length]} for i in range(0, len(stream) - length + 1, length)
+    ]
+
+
 class _Collator:
     """Pad to the longest sample of the batch (as TRL does); no loss on padding."""
 
@@ -186,6 +198,14 @@ class Finetune(InProcessWorkload[FinetuneSettings, FinetuneResult]):
         n_eval = int(len(chats) * settings.eval_fraction)
         self.train_rows = [self._encode(c) for c in chats[n_eval:]]
         self.eval_rows = [self._encode(c) for c in chats[:n_eval]]
+        if settings.pack:
+            self.train_rows = packed(self.train_rows, settings.max_length)
+            self.eval_rows = packed(self.eval_rows, settings.max_length)
+            if not self.train_rows:
+                raise GpubenchError(
+                    f"pack=True: the training samples hold fewer than max_length="
+                    f"{settings.max_length} tokens in all; use more samples or a shorter length"
+                )
 
     def _tokenizer(self):
         if self.source.weights.weights == "hub":
@@ -237,6 +257,7 @@ class Finetune(InProcessWorkload[FinetuneSettings, FinetuneResult]):
             gpubench,
             {
                 "dataset": "local: " + str(s.dataset) if s.dataset else "synthetic",
+                "packed": s.pack,
                 "threads": self.threads,
                 "parameters": parameter_count(model),
                 "final_loss": result.final_loss,
@@ -258,7 +279,7 @@ class Finetune(InProcessWorkload[FinetuneSettings, FinetuneResult]):
                 gpubench,
                 self.source,
                 tokens_per_s=sum(log.tokens) / sum(log.seconds),
-                seq=s.max_length // 2,
+                seq=s.max_length if s.pack else s.max_length // 2,
                 training=True,
             )
         record_peak_memory(gpubench)

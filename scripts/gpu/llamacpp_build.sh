@@ -14,7 +14,9 @@ src=$(dirname "$(find . -maxdepth 4 -name CMakeLists.txt -path '*llama.cpp/CMake
     "$work/llama8b-f16.gguf" > "$work/gguf.log" 2>&1 ) &
 cmake -S "$src" -B build -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release > cmake.log 2>&1
-cmake --build build --target llama-server llama-bench llama-quantize -j 14 > build.log 2>&1
+# on cores 8-15 only (-j 8): the benchmarks that run meanwhile are pinned to cores 0-7
+taskset -c 8-15 cmake --build build --target llama-server llama-bench llama-quantize -j 8 \
+  > build.log 2>&1
 echo "build rc=$? after $(( $(date +%s) - start )) s"
 wait
 build/bin/llama-quantize llama8b-f16.gguf llama8b-q4_k_m.gguf Q4_K_M 16 > quantize.log 2>&1

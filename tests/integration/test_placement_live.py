@@ -85,3 +85,6 @@ def test_offloaded(serve_bench):
     assert placement["offloaded"] is True
     assert (placement["gpu_layers"], placement["cpu_layers"]) == (20, 13)
     assert placement["measured_source"] == "engine"  # no NVML here
+    bound = data["benchmarks"][0]["extra_info"]["bound"]
+    assert bound["bound"] == "offload" and "20 of 33 layers" in bound["reason"]
+    result.stdout.fnmatch_lines(["bound: *::test_offloaded: offload-bound: *20 of 33 layers*"])

@@ -73,7 +73,7 @@ def nvmlDeviceGetUUID(handle):
     return "GPU-fake-" + handle[0].replace(" ", "-")
 
 
-# --- telemetry calls: a GPU drawing a constant 250 W at 87% utilisation (FAKE_NVML_UTIL) ---------------------
+# --- telemetry calls: a GPU drawing a constant 250 W at 87% utilisation (FAKE_NVML_UTIL) ---
 
 
 NVML_CLOCK_SM = 1

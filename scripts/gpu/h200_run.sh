@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The full-size benchmarks on the GPU machine, in three parts that each fit one 10-minute call
+# (made baselines/h200.json; see scripts/gpu/README.md). Usage, one call each, back to back:
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh a   # + llama.cpp build
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh b
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh c   # needs /tmp/llama/DONE
+# Benchmarks run on cores 0-7; the llama.cpp build in the background on cores 8-15.
+set -o pipefail
+part="$1"
+run() {  # run NAME pytest-args...: one pytest session, its baseline part and its log in $OUT
+  local name="$1"; shift
+  taskset -c 0-7 python3 -m pytest -p pytest_gpubench.plugin -p no:cacheprovider --device=auto \
+    --gpubench-measure-ceilings -W ignore::DeprecationWarning -rs \
+    --gpubench-save-baseline="$OUT/part-$name.json" "$@" 2>&1 | tee "$OUT/part-$name.log" | \
+    grep -v "^\s*$" | tail -60
+}
+T=benchmarks/test_transformers_inference.py
+case "$part" in
+  a)
+    setsid nohup bash scripts/gpu/llamacpp_build.sh > /tmp/llama.log 2>&1 < /dev/null &
+    run a benchmarks/test_llm_training.py::test_gemma_3_270m_full_finetune \
+      benchmarks/test_llm_training.py::test_gemma_3_270m_finetune_packed \
+      "$T::test_llama_3_1_8b_generate[1-eager]" "$T::test_llama_3_1_8b_generate[8-eager]" \
+      "$T::test_llama_3_1_8b_generate[1-static]" "$T::test_llama_3_1_8b_generate[8-static]" \
+      "$T::test_llama_3_1_8b_decode_loop[1]" "$T::test_llama_3_1_8b_decode_loop[8]"
+    ;;
+  b)
+    run b benchmarks/test_object_detection.py::test_rtdetr_v2_r50vd_train \
+      benchmarks/test_object_detection.py::test_rtdetr_v2_r50vd_train_device_data_b32
+    tail -3 /tmp/llama.log
+    ;;
+  c)
+    for _ in $(seq 60); do [ -e /tmp/llama/DONE ] && break; sleep 5; done
+    cp /tmp/llama/llama-bench.md /tmp/llama/build.log "$OUT/" 2>/dev/null
+    run c --gpubench-images=20 "$T::test_gpt_oss_20b_moe_generate[1]" \
+      benchmarks/test_image_generation.py::test_flux2_klein_4b \
+      benchmarks/test_image_generation.py::test_z_image_turbo scripts/gpu/test_llamacpp_cuda.py
+    ;;
+esac
