@@ -174,7 +174,7 @@ class GpuBench:
                 self.metric(key, t[key], unit, hib)
         if self.telemetry_note:
             self.benchmark.extra_info["telemetry"] = self.telemetry_note
-            record_note(self.request, self.telemetry_note)
+            record_note(self.request, f"{self.telemetry_note}; host memory recorded instead")
 
     def __call__(
         self,

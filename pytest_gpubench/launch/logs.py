@@ -16,6 +16,10 @@ from pathlib import Path
 from pytest_gpubench.launch.secrets import Redactor
 
 TAIL_LINES = 50
+#: lines kept from a server's start, in memory, whether or not it has a log file: engines say
+#: where they put the model while loading it (llama.cpp's "offloaded 20/33 layers to GPU" came
+#: at line ~150 of a 2,000-line verbose log on the H200), and the placement is read from them
+HEAD_LINES = 2000
 _counter = itertools.count(1)
 
 
@@ -33,6 +37,7 @@ class ServerLog:
         self.path = path
         self.redactor = redactor
         self._tail: deque[str] = deque(maxlen=TAIL_LINES * 4)
+        self._head: list[str] = []
         self._lock = threading.Lock()
         self._fh = open(path, "a", encoding="utf-8", errors="replace") if path else None  # noqa: SIM115
 
@@ -41,6 +46,8 @@ class ServerLog:
         with self._lock:
             if keep:
                 self._tail.append(line)
+                if len(self._head) < HEAD_LINES:
+                    self._head.append(line)
             if self._fh:
                 self._fh.write(line + "\n")
                 self._fh.flush()
@@ -60,6 +67,11 @@ class ServerLog:
                 self.write_line(line)
         if pending:
             self.write_line(pending)
+
+    def head(self) -> list[str]:
+        """The server's first lines (``HEAD_LINES``), redacted, kept without a log file too."""
+        with self._lock:
+            return list(self._head)
 
     def tail(self, n: int = TAIL_LINES) -> list[str]:
         with self._lock:

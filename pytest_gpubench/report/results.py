@@ -51,6 +51,6 @@ def results_lines(recorded: Iterable[Recorded]) -> list[str]:
     table = format_table(header + (("bound",) if judged else ()), rows)
     return (
         table
-        + [f"note: {n}; host memory recorded instead" for n in notes]
+        + [f"note: {n}" for n in notes]
         + [f"bound: {b}" for b in bounds]
     )

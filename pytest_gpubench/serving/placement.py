@@ -83,13 +83,17 @@ def process_gpu_gib(pids: list[int], nvml: Any = None) -> float | None:
 
 
 def _log_text(server: Any) -> str:
+    """The server's log: its file where there is one, else the lines the plugin kept in memory
+    from its start (a run without a log directory: ``-p no:cacheprovider``)."""
     path = getattr(server, "log_path", None)
-    if not path:
-        return ""
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            pass
+    log = getattr(server, "log", None)
+    head = getattr(log, "head", None)
+    return "\n".join(head()) if callable(head) else ""
 
 
 def server_placement(server: Any, engine: Any, nvml: Any = None) -> Placement | None:

@@ -9,9 +9,16 @@ import json
 import pytest
 
 
+@pytest.mark.parametrize(
+    "log_dir",
+    [[], ["-p", "no:cacheprovider"]],
+    ids=["log-file", "no-log-file"],
+)
 def test_llamacpp_placement_lands_in_saved_results(
-    pytester: pytest.Pytester, tiny_model, llama_server_bin
+    pytester: pytest.Pytester, tiny_model, llama_server_bin, log_dir: list[str]
 ) -> None:
+    """With a log file (the pytest cache's folder) and without one (no cache, no
+    --gpubench-log-dir: the H200 run that found this had neither), the placement is read."""
     gguf = str(tiny_model.gguf_path)
     pytester.makepyfile(
         f"""
@@ -26,8 +33,10 @@ def test_placement(llm_server, serve_bench):
     assert r.failed == 0
 """
     )
-    result = pytester.runpytest_subprocess("--benchmark-json=out.json", "--device=cpu")
+    result = pytester.runpytest_subprocess("--benchmark-json=out.json", "--device=cpu", *log_dir)
     result.assert_outcomes(passed=1)
+    if log_dir:
+        result.stdout.fnmatch_lines(["*no log file (give --gpubench-log-dir to keep one)*"])
     data = json.loads((pytester.path / "out.json").read_text())
     placement = data["benchmarks"][0]["extra_info"]["placement"]
     assert placement["source"] == "llama.cpp log"
@@ -80,6 +89,8 @@ def test_offloaded(serve_bench):
          "CPU; KV cache partly on the CPU; *raise --n-gpu-layers*"]
     )  # fmt: skip
     assert result.stdout.str().count("20 of 33 layers on the GPU") >= 2  # warning and the note
+    # the note is the placement's own, not dressed as the telemetry-off note
+    result.stdout.no_fnmatch_line("note: llamacpp ran*host memory recorded instead")
     data = json.loads((pytester.path / "out.json").read_text())
     placement = data["benchmarks"][0]["extra_info"]["placement"]
     assert placement["offloaded"] is True
