@@ -58,12 +58,12 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
     "selection.estimate": (
         ["pytest_gpubench/selection/estimate.py", "pytest_gpubench/models/kvcache.py"],
         ["tests/models/test_footprints.py", "tests/selection/test_estimate_values.py"],
-        "2 min",
+        "30 s",
     ),
     "selection.fit": (
         ["pytest_gpubench/selection/fit.py"],
         ["tests/selection/test_device_and_fit.py", "tests/selection/test_estimate_values.py"],
-        "5 min",
+        "1 min",
     ),
     "settings": (
         ["pytest_gpubench/settings.py"],
@@ -140,6 +140,7 @@ EQUIVALENT: dict[str, str] = {
     f"{_P}results.baseline.x_noise_between__mutmut_6": "2 * sqrt(0) is 0.0 too",
     f"{_P}selection.estimate.xǁEstimateǁfits__mutmut_2": "tp 1: max(gpus, 1) < 1 never holds",
     f"{_P}selection.estimate.x_parse_context__mutmut_7": "other types print as no number",
+    f"{_P}selection.fit.x_gguf_need__mutmut_9": "engine names are case-insensitive",
     # parse_stream: a None slice start is 0; bisect_left never passes the last read (an
     # event ends inside the buffer), so the min() guard is never what picks the read
     f"{_P}serving.client.x_parse_stream__mutmut_14": "buf[None:i] is buf[0:i]",
