@@ -53,7 +53,7 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
             "tests/results/test_reference_files.py",
             "tests/results/test_verdict_values.py",
         ],
-        "13 min",
+        "40 s",
     ),
     "selection.estimate": (
         ["pytest_gpubench/selection/estimate.py", "pytest_gpubench/models/kvcache.py"],
@@ -68,7 +68,7 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
     "settings": (
         ["pytest_gpubench/settings.py"],
         ["tests/selection/test_device_option.py", "tests/test_settings_values.py"],
-        "11 min",
+        "1 min",
     ),
     "serving.client": (
         ["pytest_gpubench/serving/client.py"],
