@@ -170,8 +170,21 @@ def default_engine(spec: ModelSpec, gguf: bool) -> str:
     return "llamacpp" if gguf else "vllm"
 
 
-@lru_cache(maxsize=4096)
 def estimate(req: ModelRequest) -> Estimate:
+    """The memory estimate of ``req``, cached per request.
+
+    The counts are checked before the cache is asked: ``True == 1`` and ``1.0 == 1`` hash
+    alike, so a cached ``concurrency=1`` answer would otherwise answer ``concurrency=True``.
+    """
+    _positive_int(req.concurrency, "concurrency")
+    _positive_int(req.tensor_parallel, "tensor_parallel")
+    if req.context is not None:
+        parse_context(req.context)  # context=True after context=1 likewise
+    return _estimate(req)
+
+
+@lru_cache(maxsize=4096)
+def _estimate(req: ModelRequest) -> Estimate:
     spec, resolved = load_spec(req.model)
     entry = resolved.entry
     quant = req.quant or (entry.default_quant if entry else "bf16")

@@ -11,7 +11,8 @@ import pytest
 
 from pytest_gpubench.devices import load_profiles
 from pytest_gpubench.models import catalog
-from pytest_gpubench.selection.estimate import ModelRequest, estimate
+from pytest_gpubench.selection import estimate as estimate_module
+from pytest_gpubench.selection.estimate import ModelRequest
 from pytest_gpubench.selection.fit import judge
 from pytest_gpubench.selection.markers import Requirements
 
@@ -37,7 +38,7 @@ def test_fit_checks_for_1000_parametrized_tests(benchmark, cold: bool) -> None:
     ]
 
     def collect() -> int:
-        estimate.cache_clear()
+        estimate_module._estimate.cache_clear()
         if cold:  # every config parsed again: the first collection in a process
             catalog._parse.cache_clear()
             catalog._spec.cache_clear()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -286,8 +287,6 @@ def test_as_dict() -> None:
 
 
 def test_request_validation() -> None:
-    # (concurrency=True is not tried: ``estimate`` is lru_cached and True == 1 hashes alike, so
-    # after a concurrency=1 request it is answered from the cache; see the mutation report.)
     for field, bad in (("concurrency", 0), ("concurrency", -1), ("tensor_parallel", 1.5)):
         req = dataclasses.replace(ModelRequest(LLAMA), **{field: bad})
         with pytest.raises(GpubenchError, match=f"{field} must be a positive whole number"):
@@ -295,6 +294,28 @@ def test_request_validation() -> None:
     with pytest.raises(GpubenchError, match=r"exceeds Llama-3\.1-8B-Instruct's max_position"):
         estimate(ModelRequest(LLAMA, context=131073))
     assert estimate(ModelRequest(LLAMA, context=131072)).context == 131072
+
+
+@pytest.mark.parametrize(
+    ("field", "good", "bad", "message"),
+    [
+        ("concurrency", 1, True, "concurrency must be a positive whole number, got True"),
+        ("concurrency", 1, 1.0, "concurrency must be a positive whole number, got 1.0"),
+        ("tensor_parallel", 1, True, "tensor_parallel must be a positive whole number, got True"),
+        ("context", 1, True, "context must be a number of tokens such as '32k', got True"),
+    ],
+    ids=["concurrency-True", "concurrency-1.0", "tensor_parallel-True", "context-True"],
+)
+def test_a_bad_count_is_refused_even_after_its_equal_good_one(field, good, bad, message) -> None:
+    """``estimate`` is cached per request, and ``True == 1``, ``1.0 == 1`` hash alike: the
+    refusal must not depend on whether the equal good request was answered first."""
+    ok = estimate(dataclasses.replace(ModelRequest(LLAMA, engine="llamacpp"), **{field: good}))
+    assert getattr(ok, field) == 1
+    req = dataclasses.replace(ModelRequest(LLAMA, engine="llamacpp"), **{field: bad})
+    assert req == dataclasses.replace(ModelRequest(LLAMA, engine="llamacpp"), **{field: good})
+    for _ in range(2):  # and a refused request is not cached either
+        with pytest.raises(GpubenchError, match=f"^{re.escape(message)}$"):
+            estimate(req)
 
 
 def test_default_engine() -> None:

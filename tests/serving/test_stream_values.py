@@ -154,3 +154,58 @@ def test_shapes(payload, problem) -> None:
     r = parsed([(1.5, ev(payload))])
     assert not r.ok
     assert r.error == f"malformed SSE event ({problem}): {json.dumps(payload)!r}"
+
+
+# SSE framing as the WHATWG HTML standard defines it ("Server-sent events", event stream
+# interpretation) and OpenAI-compatible servers send it: an event is its lines up to a blank
+# line, and is dispatched only when that blank line has arrived; a "data:" field's value is the
+# rest of its line less one leading space, and several data lines join with "\n". The events
+# below are written out byte for byte.
+
+
+def test_an_event_is_timed_by_the_read_that_brought_its_blank_line() -> None:
+    # a server that writes line by line: the event's text arrives at 1.5, the blank line that
+    # completes (dispatches) it at 2.0; the request's first token is at 2.0
+    reads = [
+        (1.5, b'data: {"choices": [{"index": 0, "text": "Hi"}]}\n'),
+        (2.0, b"\n"),
+        (2.5, b'data: {"choices": [{"index": 0, "text": " there"}]}\n\n'),
+        (3.0, b"data: [DONE]\n\n"),
+    ]
+    r = parsed(reads)
+    assert r.ok and r.token_times == [2.0, 2.5]
+    assert r.ttft == 1.0
+
+
+def test_a_last_event_without_its_blank_line_is_timed_by_the_last_read() -> None:
+    # the server closed the connection after the last event's data line (no blank line)
+    reads = [
+        (1.5, b'data: {"choices": [{"index": 0, "text": "a"}]}\n\n'),
+        (2.0, b'data: {"choices": [{"index": 0, "text": "b"}]}\n\n'),
+        (2.5, b'data: {"choices": [{"index": 0, "text": "c"}]}\n\n'),
+        (3.0, b'data: {"choices": [{"index": 0, "text": "d", "finish_reason": "stop"}]}'),
+    ]
+    r = parsed(reads)
+    assert r.ok and r.token_times == [1.5, 2.0, 2.5, 3.0]
+    assert r.end == 3.0 and r.finish_reason == "stop"
+
+
+def test_a_malformed_multi_line_event_is_shown_as_its_joined_data() -> None:
+    # two data lines, one space after each colon: the data is "{nope" "\n" "more"
+    r = parsed([(1.5, b"data: {nope\ndata: more\n\n")])
+    assert r.error == "malformed SSE event: '{nope\\nmore'"
+
+
+def test_a_malformed_event_cut_inside_a_character_is_still_shown() -> None:
+    # 1 + 2 x 100 bytes of UTF-8: the first 120 bytes end inside the 60th "é"
+    r = parsed([(1.5, ("data: x" + "é" * 100 + "\n\n").encode())])
+    assert r.error == "malformed SSE event: " + repr("x" + "é" * 59 + "\ufffd")
+    r = parsed([(1.5, b"data: \xff{\n\n")])  # not UTF-8 at all
+    assert r.error == "malformed SSE event: " + repr("\ufffd{")
+
+
+def test_an_error_object_without_a_message_is_shown_whole() -> None:
+    # OpenAI's error object has "message"; one without it is shown as it came
+    r = parsed([(1.5, text("a")), (2.0, ev({"error": {"type": "server_error", "code": 503}}))])
+    assert not r.ok
+    assert r.error == "server error in stream: {'type': 'server_error', 'code': 503}"
