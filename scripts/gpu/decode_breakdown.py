@@ -8,8 +8,11 @@ variant takes away one cost, so the differences account for it:
   generate_plain     the same without a streamer (what the streamer's per-token .cpu() costs)
   loop_eager         our greedy loop (workloads/decode_loop.py), no compile, no per-token sync
   loop_compiled      the same loop with the compiled step (CUDA graphs): the ``loop`` mode
-  replay_only        the compiled step alone, replayed back-to-back on fixed inputs: the
-                     kernels' own time, no Python between steps
+
+(A replay-only variant, the compiled step on fixed inputs, overran the static cache's 640
+positions on the H200 run of 2026-12-01: the cache counts positions itself in transformers
+5.17. It is gone; the ``loop`` benchmark's 97% GPU busy says the same: the host is no longer
+in the way, the rest is the kernels' own efficiency.)
 
 Usage on the GPU machine: ``python3 scripts/gpu/decode_breakdown.py $OUT/decode.json``.
 """
@@ -147,24 +150,6 @@ def main(out_path: str) -> None:
     compiled = GreedyLoop(model, IN + NEW, compiled=True)
     t, c, out = loop_times(compiled)
     record("loop_compiled", t, c, out)
-
-    # the compiled step alone: replays of one CUDA graph on fixed inputs
-    token = out[:, -1:].clone()
-    position = torch.full((1, 1), IN + NEW - 2, dtype=torch.long, device=dev)
-    with torch.inference_mode():
-        for _ in range(3):
-            torch.compiler.cudagraph_mark_step_begin()
-            compiled.step(token, position)
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(ROUNDS):
-            t0 = time.perf_counter()
-            for _ in range(NEW - 1):
-                torch.compiler.cudagraph_mark_step_begin()
-                compiled.step(token, position)
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    record("replay_only", times, 0.0)
 
     a, b = results["generate_streamer"]["tokens"], results["loop_compiled"]["tokens"]
     same = [x == y for x, y in zip(a, b, strict=True)]

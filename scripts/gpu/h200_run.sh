@@ -31,6 +31,7 @@ case "$part" in
     ;;
   c)
     for _ in $(seq 60); do [ -e /tmp/llama/DONE ] && break; sleep 5; done
+    bash scripts/gpu/llama_bench.sh  # alone on the GPU, before the serving benchmarks
     cp /tmp/llama/llama-bench.md /tmp/llama/build.log "$OUT/" 2>/dev/null
     run c --gpubench-images=20 "$T::test_gpt_oss_20b_moe_generate[1]" \
       benchmarks/test_image_generation.py::test_flux2_klein_4b \
