@@ -284,7 +284,7 @@ class GpuBench:
             True,
             headline=True,
             description=f"of {profile.name}'s {profile.bandwidth_gbs:.0f} GB/s over "
-            f"{bound.bytes_per_step / 1e9:.2f} GB per step (batch {batch:g}, context {context})",
+            f"{bound.bytes_per_step / 1e9:.2f} GB per step (batch {batch:.3g}, context {context})",
         )
         ceilings = self.ceilings()
         if ceilings is not None:
