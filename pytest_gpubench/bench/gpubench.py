@@ -370,7 +370,15 @@ class GpuBench:
         self.benchmark.extra_info["bound"] = verdict.as_dict()
         record_bound(self.request, verdict)
         if verdict.bound not in ("gpu", "offload"):  # an offload has its PlacementWarning
-            warnings.warn(BoundWarning(verdict.warning(self.request.node.nodeid)), stacklevel=1)
+            # attributed to the benchmark's own line, not to this module
+            node = self.request.node
+            line = node.reportinfo()[1]
+            warnings.warn_explicit(
+                BoundWarning(verdict.warning(node.nodeid)),
+                BoundWarning,
+                filename=str(node.path),
+                lineno=(line or 0) + 1,
+            )
         return verdict
 
 
