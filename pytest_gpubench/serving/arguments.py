@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -117,6 +119,63 @@ def check_serve(args: Mapping[str, Any]) -> None:
     mapping("slo", slo, "metric -> limit in ms")
     for key, limit in (slo or {}).items():
         real(f"slo[{key!r}]", limit, low=0, hint="a limit in milliseconds")
+    check_data(args)
+
+
+def _path(name: str, value: Any, what: str) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise GpubenchError(f"{name} must be a path ({what}), got {_got(value)}")
+    p = Path(value).expanduser()
+    if not p.exists():
+        raise GpubenchError(f"{name}: {p} does not exist; pass {what}")
+    return p
+
+
+def check_data(args: Mapping[str, Any]) -> None:
+    """``dataset``, ``multi_turn`` and ``trace_file`` (what is in the files is checked when they
+    are read, still before anything is sent: serving/datasets.py)."""
+    dataset = _path(
+        "dataset",
+        args.get("dataset"),
+        "a ShareGPT-format .json file, a folder saved with datasets' save_to_disk, or a "
+        ".parquet / .jsonl / .csv file",
+    )
+    columns = args.get("dataset_columns")
+    mapping("dataset_columns", columns, "role -> column name, e.g. {'prompt': 'q', 'reply': 'a'}")
+    for key, col in (columns or {}).items():
+        if not isinstance(col, str):
+            raise GpubenchError(f"dataset_columns[{key!r}] must be a column name, got {_got(col)}")
+    split = args.get("dataset_split")
+    if split is not None and not isinstance(split, str):
+        raise GpubenchError(f"dataset_split must be a split name ('train'), got {_got(split)}")
+    multi = args.get("multi_turn", False)
+    if not isinstance(multi, bool):
+        raise GpubenchError(f"multi_turn must be True or False, got {_got(multi)}")
+    whole("max_turns", args.get("max_turns"), 1, none="every turn")
+    if multi and dataset is None:
+        raise GpubenchError("multi_turn needs dataset= (a file of conversations)")
+    trace = _path(
+        "trace_file",
+        args.get("trace_file"),
+        "a Mooncake-format .jsonl or a BurstGPT-format .csv trace",
+    )
+    real(
+        "trace_time_scale",
+        args.get("trace_time_scale", 1.0),
+        low=0,
+        hint="arrival times are multiplied by it (0.5 replays the trace twice as fast)",
+    )
+    if trace is not None:
+        rate = args.get("request_rate", math.inf)
+        if isinstance(rate, numbers.Real) and not math.isinf(rate):
+            raise GpubenchError(
+                "trace_file gives every request's arrival time; drop request_rate (replay "
+                "faster or slower with trace_time_scale)"
+            )
+        if dataset is not None:
+            raise GpubenchError("give dataset or trace_file, not both")
 
 
 def check_error_rate(value: Any) -> None:

@@ -39,6 +39,7 @@ from pytest_gpubench.serving.client import (
     RequestSpec,
     StreamingClient,
 )
+from pytest_gpubench.serving.datasets import data_info, late_trace_message, turn_metrics
 from pytest_gpubench.serving.decode_batch import decode_batch
 from pytest_gpubench.serving.metrics import (
     SERVING_METRICS,
@@ -263,9 +264,18 @@ class ServeBench:
         transport: str = "aiohttp",
         extra_body: Mapping[str, Any] | None = None,
         idle_timeout_s: float | None = IDLE_TIMEOUT_S,
+        dataset: str | Path | None = None,
+        dataset_columns: Mapping[str, str] | None = None,
+        dataset_split: str | None = None,
+        multi_turn: bool = False,
+        max_turns: int | None = None,
+        trace_file: str | Path | None = None,
+        trace_time_scale: float = 1.0,
     ) -> ServeResult:
         """``timeout_s`` bounds each request; ``idle_timeout_s`` (None: off) ends a stream
-        that has started and then sends nothing for that long, as a failed request."""
+        that has started and then sends nothing for that long, as a failed request.
+        ``dataset``, ``multi_turn`` and ``trace_file``: workloads from real data
+        (serving/datasets.py)."""
         check_serve(locals())
         plan = self._build(
             server,
@@ -294,6 +304,13 @@ class ServeBench:
                 ignore_eos=ignore_eos,
                 seed=seed,
                 extra=dict(extra_body or {}),
+                dataset=dataset,
+                dataset_columns=dataset_columns,
+                dataset_split=dataset_split,
+                multi_turn=multi_turn,
+                max_turns=max_turns,
+                trace_file=trace_file,
+                trace_time_scale=float(trace_time_scale),
             ),
             tokenizer=tokenizer,
             rounds=rounds,
@@ -329,7 +346,7 @@ class ServeBench:
         base_url, model, engine = self._check_server(server)
         fixed_text = workload["preset"] is not None or workload["prompts_file"] is not None
         if workload["endpoint"] is None:
-            chat = workload["images"] or workload["preset"]
+            chat = workload["images"] or workload["preset"] or workload.get("dataset")
             workload["endpoint"] = "chat" if chat else "completions"
         if workload["ignore_eos"] is None:
             workload["ignore_eos"] = not fixed_text
@@ -349,7 +366,7 @@ class ServeBench:
         spec = Workload(**workload)
         headers = _headers(server)
         tok = None
-        if spec.random_text:
+        if spec.needs_tokenizer:
             tok = self._tokenizer(tokenizer, base_url, model, engine, headers)
         adaptive = None
         if precision is not None:
@@ -387,6 +404,7 @@ class ServeBench:
             "precision": precision,
             "ignore_eos": spec.ignore_eos,
             "seed": spec.seed,
+            **data_info(spec),
         }
         return ServePlan(
             base_url=base_url,
@@ -424,7 +442,8 @@ class ServeBench:
                 plan.idle_timeout_s,
             )
         )
-        total = None if (plan.load.duration_s or plan.adaptive) else len(plan.specs) * plan.rounds
+        every = sum(len(getattr(s, "turns", (s,))) for s in plan.specs)  # a conversation: turns
+        total = None if (plan.load.duration_s or plan.adaptive) else every * plan.rounds
         label = plan.info["engine"] or "server"
         try:
             with self._progress(total, f"{label} {plan.model}") as bar:
@@ -465,6 +484,7 @@ class ServeBench:
     # -- aggregate: metrics, recording, the checks that fail a test ------------------------
     def _aggregate(self, plan: ServePlan, runs: list[RunResult], recorded: bool) -> ServeResult:
         metrics = self._metrics(runs, plan.slo_ms, plan.ignore_eos, plan.adaptive)
+        metrics.update(turn_metrics([r for run in runs for r in run.results]))
         metrics.update(self._plugin_metrics(runs, metrics))
         info = {
             **plan.info,
@@ -472,7 +492,12 @@ class ServeBench:
             "stopped_by": runs[-1].stopped_by if runs else None,
             "slo_ms": plan.slo_ms or None,
         }
+        if plan.info.get("multi_turn"):
+            info["turns_not_sent"] = sum(run.turns_not_sent for run in runs)
         result = ServeResult(metrics, runs, info)
+        late = late_trace_message(result.results, plan.load.concurrency)
+        if late:
+            warnings.warn(ServingWarning(late), stacklevel=3)
         if recorded:  # not under --benchmark-disable
             self._record(metrics)
             extra = self.gpubench.benchmark.extra_info

@@ -49,6 +49,9 @@ class RequestSpec:
     max_tokens: int
     input_tokens: int | None = None  # what the workload generator counted; None if unknown
     images: int = 0
+    arrival: float | None = None  # trace replay: seconds after the start it is due
+    turn: int = 0  # multi-turn: 1 for a conversation's first turn; 0 outside conversations
+    conversation: int | None = None  # multi-turn: the conversation's index in the dataset
 
 
 @dataclass
@@ -69,6 +72,12 @@ class RequestResult:
     finish_reason: str | None = None
     responded: bool = False  # an HTTP status came back (a failure after that is not retried)
     attempts: int = 0
+    text_parts: list[str] = field(default_factory=list, repr=False)  # the generated text
+
+    @property
+    def text(self) -> str:
+        """The generated text (a multi-turn conversation's next history message)."""
+        return "".join(self.text_parts)
 
     @property
     def client_output_chunks(self) -> int:
@@ -224,6 +233,7 @@ def _apply_event(data: Any, t: float, result: RequestResult, timings: TimingsPar
             if result.ttft is None:
                 result.ttft = t - result.start
             result.token_times.append(t)
+            result.text_parts.append(text)
         if finish:
             result.finish_reason = finish
         result.end = t

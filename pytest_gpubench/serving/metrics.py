@@ -505,6 +505,12 @@ def result_rows(results: Sequence[RequestResult]) -> list[dict[str, Any]]:
                 "ttft_ms": None if r.ttft is None else round(r.ttft * 1000, 3),
                 "e2el_ms": None if r.e2el is None else round(r.e2el * 1000, 3),
                 **({"error": r.error[:300]} if r.error else {}),
+                **(
+                    {"turn": r.spec.turn, "conversation": r.spec.conversation}
+                    if r.spec.turn
+                    else {}
+                ),
+                **({"arrival_s": r.spec.arrival} if r.spec.arrival is not None else {}),
             }
         )
     return rows

@@ -19,6 +19,13 @@ import numpy as np
 
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.serving.client import Endpoint, RequestSpec
+from pytest_gpubench.serving.datasets import (
+    MOONCAKE_BLOCK,
+    Conversation,
+    block_rng,
+    read_conversations,
+    read_trace,
+)
 from pytest_gpubench.serving.images import ImageSource
 from pytest_gpubench.serving.tokens import Tokenizer
 
@@ -135,6 +142,13 @@ class Workload:
     ignore_eos: bool = True
     seed: int = 42
     extra: dict[str, Any] = field(default_factory=dict)
+    dataset: str | Path | None = None  # conversations: see serving/datasets.py
+    dataset_columns: Mapping[str, str] | None = None
+    dataset_split: str | None = None
+    multi_turn: bool = False
+    max_turns: int | None = None
+    trace_file: str | Path | None = None  # arrival times and lengths per request
+    trace_time_scale: float = 1.0  # arrival times x this (0.5: the trace twice as fast)
 
     def __post_init__(self) -> None:
         if self.endpoint not in ("completions", "chat"):
@@ -153,10 +167,53 @@ class Workload:
             raise GpubenchError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
         if self.preset and self.prompts_file:
             raise GpubenchError("give either preset or prompts_file, not both")
+        sources = [
+            name
+            for name, v in (
+                ("preset", self.preset),
+                ("prompts_file", self.prompts_file),
+                ("dataset", self.dataset),
+                ("trace_file", self.trace_file),
+            )
+            if v is not None
+        ]
+        if len(sources) > 1:
+            raise GpubenchError(f"give one of {' and '.join(sources)}, not both")
+        if self.multi_turn and self.dataset is None:
+            raise GpubenchError("multi_turn needs dataset= (a file of conversations)")
+        if self.multi_turn and self.endpoint != "chat":
+            raise GpubenchError("multi_turn needs endpoint='chat' (the history is chat messages)")
+        if (self.dataset is not None or self.trace_file is not None) and self.images:
+            raise GpubenchError("images cannot be added to a dataset or trace workload")
+        if not self.trace_time_scale > 0:
+            raise GpubenchError(f"trace_time_scale must be > 0, got {self.trace_time_scale}")
 
     @property
     def random_text(self) -> bool:
-        return self.preset is None and self.prompts_file is None
+        return self.preset is None and self.prompts_file is None and self.dataset is None
+
+    @property
+    def needs_tokenizer(self) -> bool:
+        """Random text (exact lengths), and datasets (each reply's length in tokens)."""
+        return self.random_text or self.dataset is not None
+
+
+@dataclass(frozen=True)
+class ConversationSpec:
+    """One multi-turn conversation: its turns go one after another, each carrying the whole
+    history so far (the system prompt, the earlier user turns and the replies the server
+    generated for them; ``run.run_conversation``)."""
+
+    index: int  # the conversation's position in the dataset
+    system: str | None
+    turns: tuple[tuple[str, int], ...]  # (user message, max_tokens = the recorded reply's tokens)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def turn_spec(self, turn: int, messages: list[dict[str, Any]]) -> RequestSpec:
+        """The request of turn ``turn`` (1-based) after the history ``messages``."""
+        user, max_tokens = self.turns[turn - 1]
+        body = {"messages": [*messages, {"role": "user", "content": user}], **self.extra}
+        return RequestSpec("chat", body, max_tokens, None, 0, turn=turn, conversation=self.index)
 
 
 class RequestFactory:
@@ -174,6 +231,16 @@ class RequestFactory:
             else None
         )
         self.entries = read_prompt_file(workload.prompts_file) if workload.prompts_file else None
+        self.stream = stream
+        self.conversations: tuple[Conversation, ...] | None = None
+        if workload.dataset is not None:
+            if tokenizer is None:
+                raise GpubenchError("dataset workloads need a tokenizer (to count reply tokens)")
+            self.conversations = read_conversations(
+                workload.dataset, workload.dataset_columns, workload.dataset_split
+            )
+        self.trace = read_trace(workload.trace_file) if workload.trace_file else None
+        self.blocks: dict[int, str] = {}
         self.prefix = ""
         if workload.random_text:
             if tokenizer is None:
@@ -202,6 +269,10 @@ class RequestFactory:
         extra = dict(w.extra)
         if w.ignore_eos:
             extra["ignore_eos"] = True
+        if self.conversations is not None:
+            return self._conversation(i, extra)
+        if self.trace is not None:
+            return self._trace_request(i, extra)
         if self.entries is not None:
             entry = self.entries[i % len(self.entries)]
             max_tokens = entry.max_tokens or w.output_len
@@ -224,7 +295,68 @@ class RequestFactory:
         return RequestSpec("completions", {"prompt": text, **extra}, max_tokens, n_in, 0)
 
     def take(self, n: int) -> list[RequestSpec]:
+        """``n`` requests (a trace: at most its number of rows, each sent once)."""
+        if self.trace is not None:
+            n = min(n, len(self.trace))
         return [self.next() for _ in range(n)]
+
+    # -- datasets --------------------------------------------------------------------------
+    def _tokens(self, text: str) -> int:
+        assert self.tok is not None
+        return len(self.tok.encode(text)) if text else 0
+
+    def _conversation(self, i: int, extra: dict) -> Any:
+        """The i-th conversation: the measured requests (stream 0) take the dataset from its
+        start, warm-ups from its end, so warm-ups do not pre-fill the measured prompts."""
+        convs = self.conversations
+        assert convs is not None
+        conv = convs[i % len(convs)] if self.stream == 0 else convs[-1 - i % len(convs)]
+        w = self.w
+        if w.multi_turn:
+            turns = conv.turns[: w.max_turns] if w.max_turns else conv.turns
+            return ConversationSpec(
+                conv.index,
+                conv.system,
+                tuple((t.user, max(1, self._tokens(t.reply))) for t in turns),
+                extra,
+            )
+        first = conv.turns[0]
+        max_tokens = max(1, self._tokens(first.reply))
+        if w.endpoint == "chat":
+            messages = [{"role": "system", "content": conv.system}] if conv.system else []
+            messages.append({"role": "user", "content": first.user})
+            return RequestSpec("chat", {"messages": messages, **extra}, max_tokens, None, 0)
+        prompt = f"{conv.system}\n\n{first.user}" if conv.system else first.user
+        return RequestSpec(
+            "completions", {"prompt": prompt, **extra}, max_tokens, self._tokens(prompt), 0
+        )
+
+    def _trace_request(self, i: int, extra: dict) -> RequestSpec:
+        """Row i of the trace: random text of its input length (its hash blocks shared with
+        the rows that name them), its output length, its arrival time scaled."""
+        assert self.trace is not None and self.tok is not None
+        row = self.trace[i % len(self.trace)]
+        w = self.w
+        ids = row.hash_ids
+        full = max(0, min(len(ids) - 1, (row.input_len - 1) // MOONCAKE_BLOCK)) if ids else 0
+        head = " ".join(self._block(h) for h in ids[:full])
+        # the last, partial block: the same text for the rows that name the same block
+        tail_rng = block_rng(w.seed, self.stream, ids[full], tail=True) if ids else self.rng
+        tail = exact_text(self.tok, row.input_len - full * MOONCAKE_BLOCK, tail_rng, head=head)
+        text = head + tail
+        n_in = self._tokens(text) if head else row.input_len
+        arrival = row.arrival_s * w.trace_time_scale if self.stream == 0 else None
+        spec = self._wrap(text, row.output_len, n_in, extra)
+        return RequestSpec(
+            spec.endpoint, spec.body, spec.max_tokens, spec.input_tokens, 0, arrival=arrival
+        )
+
+    def _block(self, block: int) -> str:
+        if block not in self.blocks:
+            assert self.tok is not None
+            rng = block_rng(self.w.seed, self.stream, block)
+            self.blocks[block] = exact_text(self.tok, MOONCAKE_BLOCK, rng)
+        return self.blocks[block]
 
 
 def depth_requests(

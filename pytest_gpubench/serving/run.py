@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from pytest_gpubench.serving.client import RequestResult, RequestSpec, StreamingClient
 from pytest_gpubench.serving.metrics import batch_means_ci
+from pytest_gpubench.serving.requests import ConversationSpec
 from pytest_gpubench.serving.schedule import LoadSpec, arrival_offsets
 
 
@@ -38,6 +39,7 @@ class RunResult:
     throughput_ci: tuple[float, float] | None = None
     ci_blocks: int = 0
     server: dict[str, float] = field(default_factory=dict)
+    turns_not_sent: int = 0  # multi-turn: turns left unsent after an earlier turn failed
 
     @property
     def duration(self) -> float:
@@ -49,34 +51,67 @@ class RunResult:
         return tokens / self.duration if self.duration > 0 else 0.0
 
 
+Sendable = RequestSpec | ConversationSpec
+
+
+async def run_conversation(
+    client: StreamingClient,
+    conv: ConversationSpec,
+    scheduled: float | None,
+    on_result: Callable[[RequestResult], None],
+) -> int:
+    """Send a conversation's turns one after another, each with the whole history so far (the
+    replies are the ones the server generated); a failed turn ends the conversation. Returns
+    the number of turns left unsent."""
+    history: list[dict] = [{"role": "system", "content": conv.system}] if conv.system else []
+    for turn in range(1, len(conv.turns) + 1):
+        spec = conv.turn_spec(turn, history)
+        res = await client.send(spec, scheduled=scheduled if turn == 1 else None)
+        on_result(res)
+        if not res.ok:
+            return len(conv.turns) - turn
+        history = [*spec.body["messages"], {"role": "assistant", "content": res.text}]
+    return 0
+
+
 async def run_warmups(
-    client: StreamingClient, specs: Sequence[RequestSpec], concurrency: int | None
+    client: StreamingClient, specs: Sequence[Sendable], concurrency: int | None
 ) -> list[RequestResult]:
+    """Warm-ups; a conversation warms up with all its turns."""
     if not specs:
         return []
     sem = asyncio.Semaphore(min(concurrency or len(specs), len(specs)))
+    out: list[RequestResult] = []
 
-    async def one(spec: RequestSpec) -> RequestResult:
+    async def one(spec: Sendable) -> None:
         async with sem:
-            return await client.send(spec)
+            if isinstance(spec, ConversationSpec):
+                await run_conversation(client, spec, None, out.append)
+            else:
+                out.append(await client.send(spec))
 
-    return list(await asyncio.gather(*(one(s) for s in specs)))
+    await asyncio.gather(*(one(s) for s in specs))
+    return out
 
 
 async def run_load(
     client: StreamingClient,
-    specs: Sequence[RequestSpec],
+    specs: Sequence[Sendable],
     load: LoadSpec,
     *,
     adaptive: Adaptive | None = None,
     on_done: Callable[[RequestResult], None] | None = None,
 ) -> RunResult:
-    """Send ``specs`` (cycled when a duration or the adaptive cap asks for more) per ``load``."""
+    """Send ``specs`` (cycled when a duration or the adaptive cap asks for more) per ``load``.
+
+    A spec with an ``arrival`` (trace replay) is due at that time after the start and is sent
+    once (the run ends after the last); a ``ConversationSpec`` holds its concurrency slot for
+    all its turns (concurrency counts users) and is due, as a whole, on the schedule."""
     results: list[RequestResult] = []
     sem = asyncio.Semaphore(load.concurrency) if load.concurrency else None
     stop = asyncio.Event()
     tasks: list[asyncio.Task] = []
-    state = {"stopped_by": "count", "ci": None, "blocks": 0}
+    state = {"stopped_by": "count", "ci": None, "blocks": 0, "unsent": 0}
     limit = adaptive.max_requests if adaptive else load.num_requests
     clock = time.perf_counter
     start = clock()
@@ -96,17 +131,23 @@ async def run_load(
             state["stopped_by"] = "precision"
             stop.set()
 
-    async def one(spec: RequestSpec, due: float) -> None:
-        try:
-            res = await client.send(spec, scheduled=due)
-        finally:
-            if sem is not None:
-                sem.release()
+    def done(res: RequestResult) -> None:
         results.append(res)
         if on_done is not None:
             on_done(res)
         if adaptive is not None and not stop.is_set():
             check_precision()
+
+    async def one(spec: Sendable, due: float) -> None:
+        try:
+            if isinstance(spec, ConversationSpec):
+                state["unsent"] += await run_conversation(client, spec, due, done)  # type: ignore[operator]
+                return
+            res = await client.send(spec, scheduled=due)
+        finally:
+            if sem is not None:
+                sem.release()
+        done(res)
 
     offsets = arrival_offsets(load)
     i = 0
@@ -117,7 +158,12 @@ async def run_load(
         if load.duration_s is not None and clock() - start >= load.duration_s:
             state["stopped_by"] = "duration"
             break
-        due = start + next(offsets)
+        spec = specs[i % len(specs)]
+        arrival = getattr(spec, "arrival", None)
+        if arrival is not None and i >= len(specs):
+            state["stopped_by"] = "trace"  # every row of the trace is sent
+            break
+        due = start + (arrival if arrival is not None else next(offsets))
         delay = due - clock()
         if delay > 0:
             try:
@@ -134,7 +180,7 @@ async def run_load(
                 if not stop.is_set():
                     state["stopped_by"] = "duration"
                 break
-        tasks.append(asyncio.ensure_future(one(specs[i % len(specs)], due)))
+        tasks.append(asyncio.ensure_future(one(spec, due)))
         i += 1
     if tasks:
         await asyncio.gather(*tasks)
@@ -146,4 +192,6 @@ async def run_load(
         found = batch_means_ci(results, start, block)
         if found is not None:
             ci, blocks = (found[0], found[1]), found[2]
-    return RunResult(results, [], start, end, str(state["stopped_by"]), ci, blocks)  # type: ignore[arg-type]
+    run = RunResult(results, [], start, end, str(state["stopped_by"]), ci, blocks)  # type: ignore[arg-type]
+    run.turns_not_sent = int(state["unsent"])  # type: ignore[call-overload]
+    return run

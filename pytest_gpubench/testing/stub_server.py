@@ -92,6 +92,9 @@ class Behaviour:
     wrong_shape_every: int = 1  # ... in every Nth generation request
     stall_after: int = -1  # >= 0: after this many tokens, send nothing more (connection open)
     stall_every: int = 1  # ... in every Nth generation request
+    burst: int = (
+        0  # > 0: token events pre-encoded, this many per write (a source no client outruns)
+    )
 
 
 class StubServer:
@@ -229,7 +232,17 @@ class StubServer:
             wrong = None
         wrong_usage = isinstance(wrong, dict) and "usage" in wrong
         stall = b.stall_after >= 0 and n_req % b.stall_every == 0
-        for i in range(n):
+        plain = not (delay or wrong is not None or stall or b.malformed_every)
+        if b.burst and plain:
+            # the token events are one pre-encoded bytes object repeated: no JSON per token and
+            # ``burst`` events per write, so the stub's cost per token is a memcpy
+            for i in range(0, n, b.burst):
+                w.write(token * min(b.burst, n - i))
+                await w.drain()
+            n_loop = 0
+        else:
+            n_loop = n
+        for i in range(n_loop):
             if b.malformed_every and n_req % b.malformed_every == 0 and i == n // 2:
                 w.write(chunked(b'data: {"choices": [{"text": "broken\n\n'))
                 break
@@ -311,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--wrong-shape-every", type=int, default=1)
     p.add_argument("--stall-after", type=int, default=-1, help="tokens before going silent")
     p.add_argument("--stall-every", type=int, default=1)
+    p.add_argument("--burst", type=int, default=0, help="pre-encoded token events per write")
     a = p.parse_args(argv)
     behaviour = Behaviour(
         a.tokens_per_s,
@@ -325,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         wrong_shape_every=a.wrong_shape_every,
         stall_after=a.stall_after,
         stall_every=a.stall_every,
+        burst=a.burst,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(a.port, behaviour, a.host))

@@ -53,3 +53,32 @@ def test_client_ceiling(gpubench, stub_server, transport) -> None:
             higher_is_better=False,
             description="client process CPU time / wall time while streaming",
         )
+
+
+def test_concurrency_sweep_to_256_loses_no_request(start_stub) -> None:
+    """Against the pre-encoded stub (``--burst``: token events written 64 at a time, a source
+    that costs ~1% of a core at the client's ceiling), every request sent at every
+    concurrency up to 256 comes back completed or failed: none is lost, none fails."""
+    from pytest_gpubench.serving.metrics import peak_in_flight
+    from pytest_gpubench.serving.run import run_load
+    from pytest_gpubench.serving.schedule import LoadSpec
+
+    stub = start_stub("--burst", "64")
+    spec = RequestSpec("completions", {"prompt": "w1 w2 w3"}, 64)
+
+    async def point(concurrency: int, n: int):
+        client = StreamingClient(stub.base_url, stub.model, connections=concurrency)
+        try:
+            return await run_load(client, [spec], LoadSpec(concurrency=concurrency, num_requests=n))
+        finally:
+            await client.aclose()
+
+    for concurrency in (1, 16, 64, 256):
+        n = max(2 * concurrency, 32)
+        run = asyncio.run(point(concurrency, n))
+        completed = sum(r.ok for r in run.results)
+        failed = sum(not r.ok for r in run.results)
+        assert completed + failed == n, concurrency  # sent = completed + failed
+        assert failed == 0, [r.error for r in run.results if not r.ok][:3]
+        assert all(r.output_tokens == 64 for r in run.results)
+        assert peak_in_flight(run.results) > concurrency // 2, concurrency
