@@ -166,21 +166,31 @@ EQUIVALENT: dict[str, str] = {
 # one-line mutants, planted by hand (``--planted``), cover them, and the reviewer's planted
 # bugs from issue 18 with them: (file, original line text, mutated text, tests that must fail).
 _EST = "pytest_gpubench/selection/estimate.py"
-_EST_TESTS = ["tests/selection/test_estimate_values.py"]
+_EST_TESTS = ["tests/selection/test_estimate_values.py", "tests/selection/test_parallel_split.py"]
 _SRV_TESTS = ["tests/serving/test_metric_values.py", "tests/serving/test_error_gate.py"]
 PLANTED: list[tuple[str, str, str, list[str]]] = [
     (_EST, "tokens=context * concurrency,", "tokens=context,", _EST_TESTS),
     (_EST, "sequences=concurrency,", "sequences=1,", _EST_TESTS),
-    (_EST, "per_gpu=engine.one_gpu and tp == 1,", "per_gpu=engine.one_gpu,", _EST_TESTS),
-    (_EST, ") / self.tensor_parallel + self.overhead_gib", ") + self.overhead_gib", _EST_TESTS),
+    (_EST, "per_gpu=engine.one_gpu and tp * pp * dp == 1,", "per_gpu=engine.one_gpu,", _EST_TESTS),
     (
         _EST,
-        ") / self.tensor_parallel + self.overhead_gib",
-        ") / self.tensor_parallel",
+        "need = ((w + k) / tp + self.overhead_gib)",
+        "need = ((w + k) + self.overhead_gib)",
         _EST_TESTS,
     ),
-    (_EST, "per_gpu /= self.utilization or 1.0", "per_gpu *= self.utilization or 1.0", _EST_TESTS),
-    (_EST, "return per_gpu * self.tensor_parallel", "return per_gpu", _EST_TESTS),
+    (_EST, "need = ((w + k) / tp + self.overhead_gib)", "need = ((w + k) / tp)", _EST_TESTS),
+    (
+        _EST,
+        "self.overhead_gib) / (self.utilization or 1.0)",
+        "self.overhead_gib) * (self.utilization or 1.0)",
+        _EST_TESTS,
+    ),
+    (
+        _EST,
+        "return sum(need for need, _ in self.layout())",
+        "return max(need for need, _ in self.layout())",
+        _EST_TESTS,
+    ),
     (
         _EST,
         "self.weights_gib + self.kv_gib + self.state_gib + self.overhead_gib",

@@ -14,7 +14,7 @@ from pytest_gpubench.devices.profile import DeviceProfile, ProfileSet
 from pytest_gpubench.devices.select import host_cpu
 from pytest_gpubench.engines.registry import memory_for, memory_names
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.models import formats
+from pytest_gpubench.models import formats, split
 from pytest_gpubench.models.catalog import load_catalog
 from pytest_gpubench.report.table import format_table
 from pytest_gpubench.selection.estimate import Estimate, ModelRequest, context_label, estimate
@@ -36,6 +36,10 @@ def add_parser(sub: Any) -> None:
     fit.add_argument("--kv-dtype", help="KV cache dtype: fp16, bf16, fp8, q8_0, q4_0, ...")
     fit.add_argument("--engine", help=", ".join(memory_names()))
     fit.add_argument("--tensor-parallel", type=int, default=1, help="GPUs for vLLM/SGLang TP")
+    fit.add_argument("--pipeline-parallel", type=int, default=1, help="vLLM/SGLang PP stages")
+    fit.add_argument("--data-parallel", type=int, default=1, help="vLLM/SGLang DP replicas")
+    fit.add_argument("--split-mode", help="llama.cpp: layer (default over several GPUs), row, none")
+    fit.add_argument("--tensor-split", help="llama.cpp: shares per GPU, e.g. 3,1")
     fit.add_argument("--device", help="judge only this device (names as in --device)")
     fit.add_argument("--profiles", help="extra/overriding device profiles TOML file")
     fit.add_argument("--json", action="store_true", help="print JSON")
@@ -61,6 +65,10 @@ def _request(args: argparse.Namespace, model: str, quant: str | None) -> ModelRe
         engine=args.engine,
         kv_dtype=args.kv_dtype,
         tensor_parallel=args.tensor_parallel,
+        pipeline_parallel=args.pipeline_parallel,
+        data_parallel=args.data_parallel,
+        split_mode=args.split_mode,
+        tensor_split=split.check_tensor_split(args.tensor_split),
     )
 
 
@@ -113,21 +121,29 @@ def _breakdown_lines(e: Estimate, devices: list[DeviceProfile]) -> list[str]:
         f"  total      {_gib(e.total_gib):>10}",
     ]
     if e.utilization:
-        where = "one GPU" if e.per_gpu else f"{e.tensor_parallel} GPUs"
+        where = "one GPU" if e.per_gpu else f"{e.gpus_needed} GPUs"
         lines.append(
             f"  need       {_gib(e.need_gib):>10}  total / gpu_memory_utilization "
             f"{e.utilization:.2f}, on {where}"
         )
-    lines.append("")
-    rows = [
-        (
-            p.name,
-            f"{e.available_gib(p):.1f}" + (" (largest GPU)" if e.per_gpu and p.parts else ""),
-            "yes" if e.fits(p) else "no",
+    if e.gpus_needed > 1:
+        lines.append(
+            f"  per GPU    {_gib(e.per_gpu_need_gib):>10}  the busiest of {e.gpus_needed} GPUs "
+            f"({e.split_label})"
         )
-        for p in devices
-    ]
-    return lines + format_table(("device", "available GiB", f"fits {e.need_gib:.1f} GiB"), rows)
+    lines.append("")
+    rows = []
+    for p in devices:
+        shares = e.shares(p)
+        if not shares:
+            rows.append((p.name, "-", "-", f"{max(p.gpu_count, 1)}", "-", "no"))
+            continue
+        for s in shares:
+            gpu = f"{s.index} {s.gpu}" if p.parts else "-"
+            fits = "yes" if s.fits else "no"
+            rows.append((p.name, gpu, f"{s.need_gib:.1f}", f"{s.available_gib:.1f}", s.what, fits))
+    headers = ("device", "GPU", "need GiB", "available GiB", "share", "fits")
+    return lines + format_table(headers, rows)
 
 
 def _catalog_quants(names: tuple[str, ...]) -> list[str]:

@@ -30,6 +30,9 @@ def distributed_finetune(
 ) -> Callable[..., DistributedRun]:
     """``distributed_finetune(nproc, strategy="ddp", model=None, batch=8, seq=512, steps=20)``.
 
+    Several machines: ``nnodes=2, node_rank=0|1, rdzv_endpoint="node0:29400"`` on each (the
+    same endpoint and ``rdzv_id``): torchrun's c10d rendezvous; ``nproc`` is per node.
+
     The model defaults to the test's ``@pytest.mark.model``; each rank builds it from its
     config with random weights. A failed rank raises ``RankFailure`` with its log tail.
     """
@@ -45,6 +48,11 @@ def distributed_finetune(
         steps: int = 20,
         warmup_steps: int = 3,
         timeout_s: float = 1800,
+        nnodes: int = 1,
+        node_rank: int = 0,
+        rdzv_endpoint: str | None = None,
+        rdzv_id: str = "gpubench",
+        join_timeout_s: float = 600,
     ) -> DistributedRun:
         if model is None:
             mark = request.node.get_closest_marker("model")
@@ -59,6 +67,10 @@ def distributed_finetune(
             "--config", str(folder), "--strategy", strategy, "--batch", str(batch),
             "--seq", str(seq), "--steps", str(steps), "--warmup-steps", str(warmup_steps),
         ]  # fmt: skip
-        return torchrun(nproc, worker_args, tmp_path / f"run{next(counter)}", timeout_s=timeout_s)
+        return torchrun(
+            nproc, worker_args, tmp_path / f"run{next(counter)}", timeout_s=timeout_s,
+            nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id,
+            join_timeout_s=join_timeout_s,
+        )  # fmt: skip
 
     return run

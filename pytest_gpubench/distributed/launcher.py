@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from pytest_gpubench.distributed.train_worker import die_with_parent
+from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.launch import reaper
 
 TAIL_LINES = 50
@@ -136,16 +137,46 @@ def torchrun(
     module: str = "pytest_gpubench.distributed.train_worker",
     timeout_s: float = 1800,
     env: dict[str, str] | None = None,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str = "gpubench",
+    join_timeout_s: float = 600,
 ) -> DistributedRun:
-    """Run ``module`` on ``nproc`` local ranks; raise RankFailure with the failed rank's tail."""
+    """Run ``module`` on ``nproc`` local ranks; raise RankFailure with the failed rank's tail.
+
+    ``nnodes > 1``: this is one node of a multi-node job. Every node runs this with the same
+    ``rdzv_endpoint`` (``host:port`` of node 0, where torchrun's c10d store listens) and
+    ``rdzv_id``; ``join_timeout_s`` is how long the nodes wait for each other.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("rank*"):
         old.unlink()
+    if nnodes > 1 and not rdzv_endpoint:
+        raise GpubenchError(
+            f"a {nnodes}-node job needs rdzv_endpoint='host:port' (node 0's address; the same "
+            "on every node)"
+        )
+    if not 0 <= node_rank < nnodes:
+        raise GpubenchError(f"node_rank must be in 0..{nnodes - 1}, got {node_rank}")
+    nodes = (
+        ["--standalone"]
+        if nnodes == 1
+        else [
+            f"--nnodes={nnodes}",
+            f"--node-rank={node_rank}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={rdzv_endpoint}",
+            f"--rdzv-id={rdzv_id}",
+            f"--rdzv-conf=join_timeout={join_timeout_s:g}",
+            "--max-restarts=0",
+        ]
+    )
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",
+        *nodes,
         f"--nproc-per-node={nproc}",
         "-m",
         module,
@@ -186,11 +217,21 @@ def torchrun(
     if rc == 0 and len(results) == nproc:
         for path in out_dir.glob("rank*.error"):
             path.unlink()
+    launcher_tail = tail(launcher_log, 200)
+    if rc != 0 and nnodes > 1 and "RendezvousTimeoutError" in launcher_tail:
+        raise RankFailure(
+            f"node {node_rank}: the {nnodes} nodes did not all join the rendezvous at "
+            f"{rdzv_endpoint} (id {rdzv_id!r}) within {join_timeout_s:g} s; start torchrun on "
+            f"every node with the same endpoint and id.\ncommand: {' '.join(cmd)}"
+        )
     if rc != 0 or len(results) != nproc:
-        failed = [r for r in range(nproc) if r not in results] or list(range(nproc))
+        mine = [int(p.stem[4:]) for p in out_dir.glob("rank*.log")] or list(range(nproc))
+        failed = sorted(r for r in mine if r not in results) or sorted(mine)
         first = root_cause(out_dir, failed)
         raise RankFailure(
-            f"distributed job failed (exit code {rc}): rank {first} failed first; rank(s) "
+            f"distributed job failed (exit code {rc}"
+            + (f", node {node_rank} of {nnodes}" if nnodes > 1 else "")
+            + f"): rank {first} failed first; rank(s) "
             f"{failed} wrote no result.\n"
             f"command: {' '.join(cmd)}\n"
             f"--- rank {first} log tail ({out_dir / f'rank{first}.log'}) ---\n"
@@ -203,5 +244,6 @@ def torchrun(
         )
         for r in sorted(results.values(), key=lambda r: r["rank"])
     )
-    first = results[0]
-    return DistributedRun(nproc, first["strategy"], first["backend"], ranks, wall, out_dir)
+    first = results[min(results)]
+    world = int(first.get("world_size", nproc))
+    return DistributedRun(world, first["strategy"], first["backend"], ranks, wall, out_dir)

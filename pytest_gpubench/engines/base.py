@@ -19,6 +19,7 @@ import httpx
 from pytest_gpubench.engines import prometheus
 from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.engines.placement import Placement
+from pytest_gpubench.errors import GpubenchError
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,41 @@ def generic_flags(options: Mapping[str, Any], skip: Sequence[str] = ()) -> list[
         else:
             out += [flag, str(value)]
     out += [str(a) for a in options.get("extra_args", ()) or ()]
+    return out
+
+
+#: the parallel options by their engine-neutral names; ``tensor_parallel`` is also accepted
+PARALLEL_OPTIONS = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+SPLIT_OPTIONS = ("split_mode", "tensor_split")
+#: every spelling of them ``options`` may carry (the marker's short names too)
+PLACEMENT_KEYS = (*PARALLEL_OPTIONS, *(k.removesuffix("_size") for k in PARALLEL_OPTIONS))
+
+
+def _whole(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GpubenchError(f"option {key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def parallel_flags(engine: str, options: Mapping[str, Any], flags: Mapping[str, str]) -> list[str]:
+    """``tensor_parallel_size=2`` (or ``tensor_parallel=2``) -> ``[flags[...], "2"]``, checked.
+
+    ``flags`` maps each of ``PARALLEL_OPTIONS`` the engine takes to its own flag; an option it
+    does not take (llama.cpp has no tensor parallel) is an error naming what it takes instead.
+    """
+    out: list[str] = []
+    for name in PARALLEL_OPTIONS:
+        for key in (name, name.removesuffix("_size")):
+            if options.get(key) is None:
+                continue
+            value = _whole(key, options[key])
+            if name not in flags:
+                if value == 1:
+                    continue
+                takes = ", ".join(flags) or "split_mode and tensor_split"
+                raise GpubenchError(f"{engine} has no option {key}; it takes {takes}")
+            out += [flags[name], str(value)]
+            break  # tensor_parallel_size given: a tensor_parallel (the marker's) is the same
     return out
 
 

@@ -9,11 +9,19 @@ from typing import Any
 
 import httpx
 
-from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
+from pytest_gpubench.engines.base import (
+    PLACEMENT_KEYS,
+    BaseEngine,
+    Launch,
+    ModelRef,
+    generic_flags,
+    parallel_flags,
+)
 from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.engines.placement import Placement, from_llamacpp_log
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import kvcache
+from pytest_gpubench.models.split import check_split_mode, check_tensor_split
 
 ENV_BINARY = "GPUBENCH_LLAMA_SERVER"
 #: llama-server prints its layer offload and buffer sizes only from verbosity 4 ("trace"); it
@@ -84,7 +92,9 @@ class LlamaCpp(BaseEngine):
             argv += ["--log-verbosity", LOG_VERBOSITY]  # the placement lines (see placement)
         if options.get("context"):
             argv += ["--ctx-size", str(options["context"])]
-        argv += generic_flags(options)
+        argv += split_flags(options)
+        argv += parallel_flags("llama.cpp", options, {})  # none: layers split, not tensors
+        argv += generic_flags(options, skip=(*PLACEMENT_KEYS, "split_mode", "tensor_split"))
         secret = {"LLAMA_API_KEY": str(options["api_key"])} if options.get("api_key") else {}
         return Launch(argv, {}, secret)
 
@@ -107,6 +117,19 @@ class LlamaCpp(BaseEngine):
     def placement(self, log_text: str, server: Any) -> Placement | None:
         """Layers offloaded and buffer sizes from llama-server's start-up log."""
         return from_llamacpp_log(log_text)
+
+
+def split_flags(options: Mapping[str, Any]) -> list[str]:
+    """``split_mode="row"`` -> ``--split-mode row``; ``tensor_split=[3, 1]`` -> ``--tensor-split
+    3,1`` (llama-server's spelling: one comma-separated argument, in device order)."""
+    out: list[str] = []
+    mode = check_split_mode(options.get("split_mode"))
+    if mode:
+        out += ["--split-mode", mode]
+    shares = check_tensor_split(options.get("tensor_split"))
+    if shares:
+        out += ["--tensor-split", ",".join(f"{s:g}" for s in shares)]
+    return out
 
 
 ENGINE = LlamaCpp()

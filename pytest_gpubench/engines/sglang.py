@@ -14,13 +14,27 @@ from typing import Any
 
 import httpx
 
-from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
+from pytest_gpubench.engines.base import (
+    PLACEMENT_KEYS,
+    SPLIT_OPTIONS,
+    BaseEngine,
+    Launch,
+    ModelRef,
+    generic_flags,
+    parallel_flags,
+)
 from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import kvcache
 
 ENV_PYTHON = "GPUBENCH_SGLANG_PYTHON"
 MODULE = "sglang.launch_server"
+#: SGLang's server arguments (docs.sglang.ai "Server Arguments": --tp-size, --pp-size, --dp-size)
+PARALLEL = {
+    "tensor_parallel_size": "--tp-size",
+    "pipeline_parallel_size": "--pp-size",
+    "data_parallel_size": "--dp-size",
+}
 
 
 class SGLang(BaseEngine):
@@ -72,7 +86,13 @@ class SGLang(BaseEngine):
             argv += ["--context-length", str(options["context"])]
         if options.get("api_key"):  # SGLang takes the key only as a flag; logs redact it
             argv += ["--api-key", str(options["api_key"])]
-        argv += generic_flags(options)
+        if any(options.get(k) for k in SPLIT_OPTIONS):
+            raise GpubenchError(
+                "split_mode and tensor_split are llama.cpp options; SGLang takes "
+                "tensor_parallel_size, pipeline_parallel_size and data_parallel_size"
+            )
+        argv += parallel_flags("SGLang", options, PARALLEL)
+        argv += generic_flags(options, skip=(*PLACEMENT_KEYS, *SPLIT_OPTIONS))
         return Launch(argv)
 
     def version(self, client: httpx.Client) -> str | None:

@@ -14,7 +14,15 @@ from typing import Any
 
 import httpx
 
-from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, generic_flags
+from pytest_gpubench.engines.base import (
+    PLACEMENT_KEYS,
+    SPLIT_OPTIONS,
+    BaseEngine,
+    Launch,
+    ModelRef,
+    generic_flags,
+    parallel_flags,
+)
 from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.engines.placement import Placement, from_vllm_log
 from pytest_gpubench.errors import GpubenchError
@@ -22,6 +30,12 @@ from pytest_gpubench.models import kvcache
 
 ENV_PYTHON = "GPUBENCH_VLLM_PYTHON"
 MODULE = "vllm.entrypoints.openai.api_server"
+#: vLLM's engine arguments (docs.vllm.ai, "Engine Arguments": -tp/-pp/-dp)
+PARALLEL = {
+    "tensor_parallel_size": "--tensor-parallel-size",
+    "pipeline_parallel_size": "--pipeline-parallel-size",
+    "data_parallel_size": "--data-parallel-size",
+}
 
 
 class VLLM(BaseEngine):
@@ -85,7 +99,13 @@ class VLLM(BaseEngine):
         argv += ["--host", host, "--port", str(port)]
         if options.get("context"):
             argv += ["--max-model-len", str(options["context"])]
-        argv += generic_flags(options)
+        if any(options.get(k) for k in SPLIT_OPTIONS):
+            raise GpubenchError(
+                "split_mode and tensor_split are llama.cpp options; vLLM takes "
+                "tensor_parallel_size, pipeline_parallel_size and data_parallel_size"
+            )
+        argv += parallel_flags("vLLM", options, PARALLEL)
+        argv += generic_flags(options, skip=(*PLACEMENT_KEYS, *SPLIT_OPTIONS))
         secret = {"VLLM_API_KEY": str(options["api_key"])} if options.get("api_key") else {}
         return Launch(argv, {}, secret)
 

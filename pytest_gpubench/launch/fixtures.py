@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pytest_gpubench.engines.base import PLACEMENT_KEYS, SPLIT_OPTIONS
 from pytest_gpubench.engines.registry import engine_names
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.launch import cleanup, reaper
@@ -117,8 +118,13 @@ def llm_server(request: pytest.FixtureRequest, gpubench_server_pool: ServerPool)
             pytest.fail(f"llm_server needs engine=: {names}", pytrace=False)
         if model is None and marker is not None and marker.args:
             model = marker.args[0]
-            if marker.kwargs.get("context") and "context" not in (how.get("options") or {}):
-                how["options"] = {**(how.get("options") or {}), "context": marker.kwargs["context"]}
+            options = dict(how.get("options") or {})
+            # the marker's context and its parallel / split options reach the engine's flags
+            for key in ("context", *PLACEMENT_KEYS, *SPLIT_OPTIONS):
+                if marker.kwargs.get(key) is not None and key not in options:
+                    options[key] = marker.kwargs[key]
+            if options:
+                how["options"] = options
         if model is None and not gpubench_server_pool.server_url:
             pytest.fail("llm_server needs model=, or a @pytest.mark.model('id') on the test",
                         pytrace=False)  # fmt: skip

@@ -7,6 +7,7 @@ that name the same few models cost a few dictionary look-ups each.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,7 +16,7 @@ from typing import Any
 from pytest_gpubench.devices.profile import DeviceProfile
 from pytest_gpubench.engines.registry import memory_for
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.models import formats, kvcache
+from pytest_gpubench.models import formats, kvcache, split
 from pytest_gpubench.models.catalog import load_spec
 from pytest_gpubench.models.spec import ModelSpec
 
@@ -34,6 +35,10 @@ class ModelRequest:
     engine: str | None = None
     kv_dtype: str | None = None
     tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    data_parallel: int = 1
+    split_mode: str | None = None  # llama.cpp: layer (default over several GPUs), row, none
+    tensor_split: tuple[float, ...] | None = None  # llama.cpp: shares per GPU, e.g. (3, 1)
 
 
 _CTX = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
@@ -63,6 +68,25 @@ def context_label(tokens: int) -> str:
 
 
 @dataclass(frozen=True)
+class GpuShare:
+    """One GPU's part of a run: which GPU of the device, what it must hold, what it has."""
+
+    index: int  # position in the device's parts (CUDA device order)
+    gpu: str
+    need_gib: float
+    available_gib: float
+    what: str  # e.g. "41 layers: weights 20.3 + KV 0.6 + overhead 1.0"
+
+    @property
+    def fits(self) -> bool:
+        return self.need_gib <= self.available_gib
+
+    @property
+    def label(self) -> str:
+        return f"GPU {self.index} ({self.gpu})"
+
+
+@dataclass(frozen=True)
 class Estimate:
     model: str
     model_id: str
@@ -81,19 +105,137 @@ class Estimate:
     utilization: float | None
     per_gpu: bool
     overhead_source: str
+    pipeline_parallel: int = 1
+    data_parallel: int = 1
+    split_mode: str | None = None
+    tensor_split: tuple[float, ...] | None = None
+    first_gib: float = 0.0  # embeddings (and vision tower): on the first GPU / stage
+    head_gib: float = 0.0  # LM head: with the output layer / on the last stage
 
     @property
     def total_gib(self) -> float:
         return self.weights_gib + self.kv_gib + self.state_gib + self.overhead_gib
 
     @property
+    def parallel(self) -> bool:
+        """vLLM / SGLang: the layout over GPUs is tp x pp x dp, fixed by the options."""
+        return self.per_gpu or self.gpus_needed > 1
+
+    @property
+    def gpus_needed(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel * self.data_parallel
+
+    def _replica_kv(self) -> float:
+        """KV cache and state of one data-parallel replica: its share of the sequences."""
+        share = math.ceil(self.concurrency / self.data_parallel) / self.concurrency
+        return (self.kv_gib + self.state_gib) * share
+
+    def layout(self) -> list[tuple[float, str]]:
+        """vLLM / SGLang: (need GiB, what) per GPU, replica by replica, stage by stage."""
+        tp, pp = self.tensor_parallel, self.pipeline_parallel
+        layers = max(self.spec.num_layers, 1)
+        body = self.weights_gib - self.first_gib - self.head_gib
+        kv = self._replica_kv()
+        out = []
+        for _replica in range(self.data_parallel):
+            for stage, n in enumerate(split.pp_layers(layers, pp) if pp > 1 else [layers]):
+                w = body * n / layers
+                w += self.first_gib if stage == 0 else 0.0
+                w += self.head_gib if stage == pp - 1 else 0.0
+                k = kv * n / layers
+                need = ((w + k) / tp + self.overhead_gib) / (self.utilization or 1.0)
+                what = f"weights {w / tp:.1f} + KV {k / tp:.1f} + overhead {self.overhead_gib:.1f}"
+                if pp > 1:
+                    what = f"stage {stage}: {n} layers, " + what
+                out += [(need, what)] * tp
+        return out
+
+    @property
     def need_gib(self) -> float:
-        """Device memory the run needs: the total, or the total over the engine's fraction."""
-        per_gpu = (
-            self.weights_gib + self.kv_gib + self.state_gib
-        ) / self.tensor_parallel + self.overhead_gib
-        per_gpu /= self.utilization or 1.0
-        return per_gpu * self.tensor_parallel
+        """Device memory the run needs over all its GPUs (the total, over the engine's
+        fraction where it claims one); ``per_gpu_need_gib`` is what the busiest GPU holds."""
+        if self.parallel:
+            return sum(need for need, _ in self.layout())
+        return self.total_gib / (self.utilization or 1.0)
+
+    @property
+    def per_gpu_need_gib(self) -> float:
+        """vLLM / SGLang: the busiest GPU's need; one GPU: the need itself. A layer split's
+        share depends on the device's GPUs: see ``shares``."""
+        if self.parallel:
+            return max(need for need, _ in self.layout())
+        return self.need_gib
+
+    def shares(self, profile: DeviceProfile) -> list[GpuShare]:
+        """What each GPU of ``profile`` the run uses must hold (an empty list: too few GPUs)."""
+        gpus = list(profile.parts) or [profile]
+        u = self.utilization or 1.0
+        if self.parallel:
+            if len(gpus) < self.gpus_needed:
+                return []
+            # the largest GPUs first: an engine pinned to them (CUDA_VISIBLE_DEVICES) runs
+            order = sorted(range(len(gpus)), key=lambda i: -gpus[i].memory_gib)
+            return [
+                GpuShare(i, gpus[i].name, need, gpus[i].memory_gib, what)
+                for i, (need, what) in zip(order, self.layout(), strict=False)
+            ]
+        mode = self.split_mode or "layer"
+        if len(gpus) == 1 or mode == "none":
+            return [GpuShare(0, gpus[0].name, self.total_gib / u, gpus[0].memory_gib, "all")]
+        ratios = list(self.tensor_split or ())[: len(gpus)]
+        if not sum(ratios) > 0:  # llama.cpp's default: each GPU's free memory
+            ratios = [g.memory_gib for g in gpus]
+        ratios += [0.0] * (len(gpus) - len(ratios))
+        layers = max(self.spec.num_layers, 1)
+        body = self.weights_gib - self.first_gib - self.head_gib
+        kv = self.kv_gib + self.state_gib
+        out = []
+        if mode == "row":
+            for i, f in enumerate(split.fractions(ratios)):
+                w = (body + self.head_gib) * f + (self.first_gib if i == 0 else 0.0)
+                k = kv if i == 0 else 0.0
+                if i and not f:
+                    continue
+                need = (w + k + self.overhead_gib) / u
+                what = f"{f:.0%} of each matrix: weights {w:.1f} + KV {k:.1f} + overhead "
+                out.append(
+                    GpuShare(
+                        i, gpus[i].name, need, gpus[i].memory_gib, what + f"{self.overhead_gib:.1f}"
+                    )
+                )
+            return out
+        slots = split.llamacpp_layer_slots(layers, ratios)
+        first = slots[0]
+        for i in sorted(set(slots)):
+            n = sum(1 for gpu in slots[:-1] if gpu == i)
+            w = body * n / layers + (self.head_gib if slots[-1] == i else 0.0)
+            w += self.first_gib if i == first else 0.0
+            k = kv * n / layers
+            need = (w + k + self.overhead_gib) / u
+            what = f"{n} layers" + (" + output" if slots[-1] == i else "")
+            what += f": weights {w:.1f} + KV {k:.1f} + overhead {self.overhead_gib:.1f}"
+            out.append(GpuShare(i, gpus[i].name, need, gpus[i].memory_gib, what))
+        return out
+
+    def short(self, profile: DeviceProfile) -> list[GpuShare]:
+        """The GPUs of ``profile`` that run short (all of them, as needed, when too few)."""
+        return [s for s in self.shares(profile) if not s.fits]
+
+    @property
+    def split_label(self) -> str:
+        parts = []
+        for name, value in (
+            ("tp", self.tensor_parallel),
+            ("pp", self.pipeline_parallel),
+            ("dp", self.data_parallel),
+        ):
+            if value > 1:
+                parts.append(f"{name}{value}")
+        if self.split_mode:
+            parts.append(f"split {self.split_mode}")
+        if self.tensor_split:
+            parts.append("tensor-split " + ":".join(f"{r:g}" for r in self.tensor_split))
+        return " ".join(parts)
 
     @property
     def label(self) -> str:
@@ -103,8 +245,8 @@ class Estimate:
             if self.concurrency > 1:
                 text += f" x{self.concurrency}"
         text += f" on {self.engine}"
-        if self.tensor_parallel > 1:
-            text += f" tp{self.tensor_parallel}"
+        if self.split_label:
+            text += f" {self.split_label}"
         return text
 
     @property
@@ -123,9 +265,9 @@ class Estimate:
         return profile.largest_gpu_gib if self.per_gpu else profile.memory_gib
 
     def fits(self, profile: DeviceProfile) -> bool:
-        if self.tensor_parallel > 1 and max(profile.gpu_count, 1) < self.tensor_parallel:
-            return False
-        return self.need_gib <= self.available_gib(profile)
+        """Every GPU the run uses holds its share (and there are enough GPUs)."""
+        shares = self.shares(profile)
+        return bool(shares) and all(s.fits for s in shares)
 
     def as_dict(self, profiles: list[DeviceProfile] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -136,6 +278,10 @@ class Estimate:
             "engine": self.engine,
             "kv_dtype": self.kv_dtype,
             "tensor_parallel": self.tensor_parallel,
+            "pipeline_parallel": self.pipeline_parallel,
+            "data_parallel": self.data_parallel,
+            "split_mode": self.split_mode,
+            "tensor_split": list(self.tensor_split) if self.tensor_split else None,
             "memory_unit": "GiB (2^30 bytes); the *_gb keys hold GiB",
             "params_b": round(self.spec.total_params / 1e9, 3),
             "active_params_b": round(self.spec.active_params / 1e9, 3),
@@ -152,8 +298,23 @@ class Estimate:
             "overhead_source": self.overhead_source,
             "config": self.spec.source,
         }
+        if self.gpus_needed > 1:
+            out["per_gpu_need_gb"] = round(self.per_gpu_need_gib, 3)
         if profiles is not None:
             out["fits"] = {p.name: self.fits(p) for p in profiles}
+            out["per_gpu"] = {
+                p.name: [
+                    {
+                        "gpu": s.index,
+                        "name": s.gpu,
+                        "need_gb": round(s.need_gib, 3),
+                        "available_gb": s.available_gib,
+                        "what": s.what,
+                    }
+                    for s in self.shares(p)
+                ]
+                for p in profiles
+            }
         return out
 
 
@@ -178,6 +339,15 @@ def estimate(req: ModelRequest) -> Estimate:
     """
     _positive_int(req.concurrency, "concurrency")
     _positive_int(req.tensor_parallel, "tensor_parallel")
+    _positive_int(req.pipeline_parallel, "pipeline_parallel")
+    _positive_int(req.data_parallel, "data_parallel")
+    split.check_split_mode(req.split_mode)
+    if req.tensor_split is not None:
+        if not isinstance(req.tensor_split, tuple):  # hashable, for the cache
+            raise GpubenchError(
+                f"tensor_split must be a tuple of shares such as (3, 1), got {req.tensor_split!r}"
+            )
+        split.check_tensor_split(req.tensor_split)  # (True, 1) after (1, 1) likewise
     if req.context is not None:
         parse_context(req.context)  # context=True after context=1 likewise
     return _estimate(req)
@@ -192,6 +362,20 @@ def _estimate(req: ModelRequest) -> Estimate:
     engine = memory_for(req.engine or default_engine(spec, fmt.gguf))
     concurrency = _positive_int(req.concurrency, "concurrency")
     tp = _positive_int(req.tensor_parallel, "tensor_parallel")
+    pp = _positive_int(req.pipeline_parallel, "pipeline_parallel")
+    dp = _positive_int(req.data_parallel, "data_parallel")
+    split_mode = split.check_split_mode(req.split_mode)
+    tensor_split = split.check_tensor_split(req.tensor_split)
+    if engine.one_gpu and (split_mode or tensor_split):
+        raise GpubenchError(
+            f"split_mode and tensor_split are llama.cpp's options; {engine.name} spreads a "
+            "model with tensor_parallel, pipeline_parallel and data_parallel"
+        )
+    if not engine.one_gpu and tp * pp * dp > 1:
+        raise GpubenchError(
+            f"tensor_parallel, pipeline_parallel and data_parallel are vLLM's and SGLang's "
+            f"options; {engine.name} spreads layers over the GPUs (split_mode, tensor_split)"
+        )
     context = parse_context(req.context) if req.context is not None else DEFAULT_CONTEXT
     if spec.max_context and context > spec.max_context:
         raise GpubenchError(
@@ -202,6 +386,9 @@ def _estimate(req: ModelRequest) -> Estimate:
     with_mtp = fmt.bytes_for(spec)
     mtp_bits = fmt.bits(spec).get("mtp", 16.0)
     weights = with_mtp - spec.groups.get("mtp", 0) * mtp_bits / 8  # engines skip MTP layers
+    bits = fmt.bits(spec)
+    first = sum(spec.groups.get(g, 0) * bits.get(g, 16.0) / 8 for g in ("embed", "vision"))
+    head = spec.groups.get("lm_head", 0) * bits.get("lm_head", 16.0) / 8
     kv = kvcache.kv_cache(
         spec,
         tokens=context * concurrency,
@@ -226,6 +413,12 @@ def _estimate(req: ModelRequest) -> Estimate:
         state_gib=kv.state_bytes / GIB,
         overhead_gib=engine.overhead_gib,
         utilization=engine.utilization,
-        per_gpu=engine.one_gpu and tp == 1,
+        per_gpu=engine.one_gpu and tp * pp * dp == 1,
         overhead_source=engine.overhead_source,
+        pipeline_parallel=pp,
+        data_parallel=dp,
+        split_mode=split_mode,
+        tensor_split=tensor_split,
+        first_gib=first / GIB,
+        head_gib=head / GIB,
     )

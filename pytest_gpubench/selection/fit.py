@@ -7,13 +7,13 @@ breakdown; the same verdict, skip reason and end-of-run section serve both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_gpubench.devices.profile import DeviceProfile
 from pytest_gpubench.engines.registry import memory_for
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.selection.estimate import estimate
+from pytest_gpubench.selection.estimate import Estimate, GpuShare, estimate
 from pytest_gpubench.selection.markers import Requirements
 
 
@@ -23,6 +23,8 @@ class Need:
     per_gpu: bool = False  # True: must fit on the largest single GPU
     breakdown: str = ""  # e.g. "gpt-oss-120b mxfp4 @32k: weights 61.0 + KV 2.3 + overhead 1.5"
     source: str = "needs_vram"
+    # a model marker's estimate: judged GPU by GPU (``Estimate.shares``)
+    estimate: Estimate | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def need_for(nodeid: str, req: Requirements) -> Need | None:
         est = estimate(req.model)
     except GpubenchError as exc:
         raise GpubenchError(f"{nodeid}: marker @pytest.mark.model: {exc}") from None
-    return Need(est.need_gib, est.per_gpu, est.breakdown, source="model")
+    return Need(est.need_gib, est.per_gpu, est.breakdown, source="model", estimate=est)
 
 
 def gguf_need(path: Path) -> Need:
@@ -114,9 +116,43 @@ def judge(
     need = need_for(nodeid, req)
     if need is None:
         return Verdict(nodeid, profile.name, True)
+    if need.estimate is not None and (need.estimate.gpus_needed > 1 or profile.parts):
+        return judge_split(nodeid, need.estimate, profile)
     available = available_gib(profile, need.per_gpu)
     if need.gib > available:
         return Verdict(
             nodeid, profile.name, False, fit_reason(need, profile, available), need, available
         )
     return Verdict(nodeid, profile.name, True, "", need, available)
+
+
+def split_reason(est: Estimate, profile: DeviceProfile, short: list[GpuShare]) -> str:
+    """Which GPU runs short, with its share: '... GPU 1 (rtx5070ti) needs 17.1 GiB (31 layers
+    + output: weights 15.6 + KV 0.5 + overhead 1.0) > 16.0 GiB'."""
+    head = f"{est.label} on {profile.name}: "
+    if not short:
+        present = max(profile.gpu_count, 1)
+        return head + f"needs {est.gpus_needed} GPUs, {profile.name} has {present}"
+    over = "; ".join(
+        f"{s.label} needs {s.need_gib:.1f} GiB ({s.what}"
+        + (f", / {est.utilization:.2f} gpu_memory_utilization" if est.utilization else "")
+        + f") > {s.available_gib:.1f} GiB"
+        for s in short
+    )
+    return head + over
+
+
+def judge_split(nodeid: str, est: Estimate, profile: DeviceProfile) -> Verdict:
+    """A model over several GPUs (or on a device of several): every GPU's share must fit."""
+    shares = est.shares(profile)
+    short = [s for s in shares if not s.fits] if shares else []
+    if shares and not short:
+        worst = max(shares, key=lambda s: s.need_gib / max(s.available_gib, 1e-9))
+        need = Need(worst.need_gib, True, f"{worst.label}: {worst.what}", "model", est)
+        return Verdict(nodeid, profile.name, True, "", need, worst.available_gib)
+    reason = split_reason(est, profile, short)
+    if not short:  # too few GPUs: no memory figure to put in the did-not-fit table
+        return Verdict(nodeid, profile.name, False, reason)
+    first = short[0]
+    need = Need(first.need_gib, True, f"{first.label}: {first.what}", "model", est)
+    return Verdict(nodeid, profile.name, False, reason, need, first.available_gib)

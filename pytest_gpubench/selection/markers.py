@@ -14,7 +14,7 @@ import pytest
 from pytest_gpubench.devices.profile import ProfileSet, unknown_device_message
 from pytest_gpubench.engines.registry import is_known, memory_for
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.models import formats, kvcache
+from pytest_gpubench.models import formats, kvcache, split
 from pytest_gpubench.selection.estimate import ModelRequest, parse_context
 
 CATEGORIES: dict[str, str] = {
@@ -36,10 +36,13 @@ GENERIC_MARKERS: dict[str, str] = {
     "gpubench_tolerance(**metric_fraction)": "per-metric tolerance of the baseline regression "
     "check for this test, e.g. gpubench_tolerance(output_tok_s=0.1) for 10%",
     "model(model_id, quant=None, context=4096, concurrency=1, engine=None, kv_dtype=None, "
-    "tensor_parallel=1)": "the model this benchmark runs (catalog id or alias, local "
+    "tensor_parallel=1, pipeline_parallel=1, data_parallel=1, split_mode=None, "
+    "tensor_split=None)": "the model this benchmark runs (catalog id or alias, local "
     "config.json, or Hugging Face cache folder); its memory need (weights + KV cache + engine "
     "overhead) is computed at collection and the test is skipped with the breakdown when it "
-    "does not fit. An explicit needs_vram overrides. `pytest-gpubench fit MODEL` shows the "
+    "does not fit, GPU by GPU when the engine spreads it (vLLM/SGLang tensor/pipeline/data "
+    "parallel, llama.cpp split_mode and tensor_split). An explicit needs_vram overrides. "
+    "`pytest-gpubench fit MODEL` shows the "
     "estimate.",
 }
 
@@ -100,21 +103,34 @@ def _vram(item: pytest.Item, mark: pytest.Mark) -> tuple[float, bool]:
     return float(value), bool(mark.kwargs.get("per_gpu", False))
 
 
-_MODEL_KWARGS = {"quant", "context", "concurrency", "engine", "kv_dtype", "tensor_parallel"}
+_PARALLEL = ("tensor_parallel", "pipeline_parallel", "data_parallel")
+_MODEL_KWARGS = {
+    "quant",
+    "context",
+    "concurrency",
+    "engine",
+    "kv_dtype",
+    *_PARALLEL,
+    "split_mode",
+    "tensor_split",
+}
+#: the engines' own spellings (vLLM's --tensor-parallel-size ...) name the same thing
+_ALIASES = {f"{name}_size": name for name in _PARALLEL}
 
 
 def _model(item: pytest.Item, mark: pytest.Mark) -> ModelRequest:
     """Check the marker's arguments now, so a typo fails collection with the test's id."""
-    unknown = set(mark.kwargs) - _MODEL_KWARGS
+    unknown = set(mark.kwargs) - _MODEL_KWARGS - set(_ALIASES)
     if len(mark.args) != 1 or unknown:
         raise _fail(
             item,
             "model",
             "expected model('org/name', quant=..., context=..., concurrency=..., engine=..., "
-            f"kv_dtype=..., tensor_parallel=...), got args={mark.args!r}"
+            "kv_dtype=..., tensor_parallel=..., pipeline_parallel=..., data_parallel=..., "
+            f"split_mode=..., tensor_split=...), got args={mark.args!r}"
             + (f" and unknown keyword(s) {', '.join(sorted(unknown))}" if unknown else ""),
         )
-    kw = dict(mark.kwargs)
+    kw = {_ALIASES.get(k, k): v for k, v in mark.kwargs.items()}
     # Parametrized tests: a parameter named like a marker keyword fills it in when the marker
     # leaves it out, so @parametrize("engine", ["vllm", "llamacpp"]) judges each engine.
     params = getattr(getattr(item, "callspec", None), "params", {})
@@ -138,10 +154,12 @@ def _model(item: pytest.Item, mark: pytest.Mark) -> ModelRequest:
         if kw.get("kv_dtype"):
             kvcache.kv_bytes_per_element(kw["kv_dtype"])
         context = parse_context(kw["context"]) if kw.get("context") is not None else None
-        for key in ("concurrency", "tensor_parallel"):
+        for key in ("concurrency", *_PARALLEL):
             value = kw.get(key, 1)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise GpubenchError(f"{key} must be a positive whole number, got {value!r}")
+        split_mode = split.check_split_mode(kw.get("split_mode"))
+        tensor_split = split.check_tensor_split(kw.get("tensor_split"))
     except GpubenchError as exc:
         raise _fail(item, "model", str(exc)) from None
     return ModelRequest(
@@ -152,6 +170,10 @@ def _model(item: pytest.Item, mark: pytest.Mark) -> ModelRequest:
         engine=kw.get("engine"),
         kv_dtype=kw.get("kv_dtype"),
         tensor_parallel=kw.get("tensor_parallel", 1),
+        pipeline_parallel=kw.get("pipeline_parallel", 1),
+        data_parallel=kw.get("data_parallel", 1),
+        split_mode=split_mode,
+        tensor_split=tensor_split,
     )
 
 

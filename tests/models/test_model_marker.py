@@ -51,7 +51,10 @@ def test_vllm_needs_one_gpu_llamacpp_splits_layers(pytester: pytest.Pytester) ->
     result = pytester.runpytest("--device=rtx4090+rtx5070ti", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(
-        ["SKIPPED * GLM-4.7-Flash q8_0 @112k on vllm: * > rtx4090+rtx5070ti's largest GPU 24.0 GiB"]
+        [
+            "SKIPPED * GLM-4.7-Flash q8_0 @112k on vllm on rtx4090+rtx5070ti: GPU 0 (rtx4090) "
+            "needs * > 24.0 GiB"
+        ]
     )
 
 
@@ -204,10 +207,10 @@ def test_fit_prints_breakdown_and_every_device(pytester: pytest.Pytester) -> Non
             " 18 sliding-window (128)",
             "  overhead      1.5 GiB  vLLM memory-profiling logs*",
             "  need         70.4 GiB  total / gpu_memory_utilization 0.90, on one GPU",
-            "device * available GiB * fits 70.4 GiB",
-            "h100 * 80.0 * yes",
-            "rtx4090 * 24.0 * no",
-            "rtx4090+rtx5070ti * 24.0 (largest GPU) * no",
+            "device * GPU * need GiB * available GiB * share * fits",
+            "h100 * - * 70.4 * 80.0 * weights 60.8 + KV 1.1 + overhead 1.5 * yes",
+            "rtx4090 * - * 70.4 * 24.0 * no",
+            "rtx4090+rtx5070ti * 0 rtx4090 * 70.4 * 24.0 * no",  # vLLM: the largest GPU
         ]
     )
 

@@ -409,6 +409,10 @@ def test_as_dict_in_full() -> None:
         "engine": "vllm",
         "kv_dtype": "bf16",
         "tensor_parallel": 1,
+        "pipeline_parallel": 1,
+        "data_parallel": 1,
+        "split_mode": None,
+        "tensor_split": None,
         "memory_unit": "GiB (2^30 bytes); the *_gb keys hold GiB",
         "params_b": 8.03,
         "active_params_b": round((LLAMA_PARAMS - 128256 * 4096) / 1e9, 3),  # less the embedding
