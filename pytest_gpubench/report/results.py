@@ -49,8 +49,4 @@ def results_lines(recorded: Iterable[Recorded]) -> list[str]:
         return []
     header = ("test", "metric", "value", "unit", "95% CI", "n", "better")
     table = format_table(header + (("bound",) if judged else ()), rows)
-    return (
-        table
-        + [f"note: {n}" for n in notes]
-        + [f"bound: {b}" for b in bounds]
-    )
+    return table + [f"note: {n}" for n in notes] + [f"bound: {b}" for b in bounds]
