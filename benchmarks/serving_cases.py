@@ -139,3 +139,27 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 IMAGE_COUNTS = (0, 1)
 IMAGE_BUCKETS = SEED_BUCKETS
+
+
+# Sweeps and capacity searches of the same cases (serve_bench.sweep / .capacity): the seeds'
+# request shape at concurrency 1..32, stopping once throughput stops rising; the capacity is
+# the most concurrent users whose p90 meets a chat user's SLO. The SLO is our choice, not the
+# seeds': a first token within 2 s and 50 ms per token after it (20 tok/s, faster than
+# people read).
+SWEEP_CONCURRENCY = (1, 2, 4, 8, 16, 32)
+SWEEP_WORKLOAD = {**SEED_WORKLOAD, "prompts_per_user": 4}
+CAPACITY_SLO = {"ttft_ms": 2000.0, "tpot_ms": 50.0}
+CAPACITY_MAX = 64
+
+# The CPU-sized sweep in the main job: the tiny Llama GGUF (pytest_gpubench/testing/
+# tiny_models.py) on llama-server with 4 slots and one thread, so a laptop draws a real curve
+# (throughput rising to the slots' worth, then flat, as latency climbs).
+TINY_SWEEP_CONCURRENCY = (1, 2, 4, 8)
+TINY_SWEEP_WORKLOAD = {
+    "input_len": 64,
+    "output_len": 128,
+    "endpoint": "completions",
+    "seed": 42,
+    "prompts_per_user": 4,
+}
+TINY_SERVER_OPTIONS = {"context": 4096, "parallel": 4, "threads": 1, "no_webui": True}

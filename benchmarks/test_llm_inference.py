@@ -6,8 +6,20 @@ not fit, and what was skipped for missing weights or engines, each with the reas
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
-from serving_cases import LLM_CASES, SCENARIOS
+from serving_cases import (
+    CAPACITY_MAX,
+    CAPACITY_SLO,
+    LLM_CASES,
+    SCENARIOS,
+    SWEEP_CONCURRENCY,
+    SWEEP_WORKLOAD,
+    TINY_SERVER_OPTIONS,
+    TINY_SWEEP_CONCURRENCY,
+    TINY_SWEEP_WORKLOAD,
+)
 
 PARAMS = [
     pytest.param(
@@ -34,3 +46,92 @@ def test_llm_inference(case, scenario, case_server, serve_bench) -> None:
     result = serve_bench(server, **scenario.workload)
     assert result.failed == 0
     assert result.short_outputs == 0, "the server stopped before max_tokens; see the warning"
+
+
+SWEEP_PARAMS = [
+    pytest.param(
+        case,
+        marks=pytest.mark.model(
+            case.model,
+            quant=case.quant,
+            context=case.context,
+            concurrency=max(SWEEP_CONCURRENCY),
+            engine=case.engine,
+        ),
+        id=case.id,
+    )
+    for case in LLM_CASES
+]
+CAPACITY_PARAMS = [
+    pytest.param(
+        case,
+        marks=pytest.mark.model(
+            case.model,
+            quant=case.quant,
+            context=case.context,
+            concurrency=CAPACITY_MAX,
+            engine=case.engine,
+        ),
+        id=case.id,
+    )
+    for case in LLM_CASES
+]
+
+
+@pytest.mark.llm_inference
+@pytest.mark.parametrize("case", SWEEP_PARAMS)
+def test_llm_sweep(case, case_server, serve_bench) -> None:
+    """One point per concurrency (output tok/s, per user, per GPU, TTFT, TPOT at each)."""
+    server = case_server(case)
+    result = serve_bench.sweep(server, concurrency=list(SWEEP_CONCURRENCY), **SWEEP_WORKLOAD)
+    assert all(p.metrics["failed"].value == 0 for p in result.points)
+
+
+@pytest.mark.llm_inference
+@pytest.mark.parametrize("case", CAPACITY_PARAMS)
+def test_llm_capacity(case, case_server, serve_bench) -> None:
+    """The most concurrent users whose p90 TTFT and TPOT meet CAPACITY_SLO."""
+    server = case_server(case)
+    result = serve_bench.capacity(
+        server,
+        slo=CAPACITY_SLO,
+        percentile=90,
+        max_concurrency=CAPACITY_MAX,
+        **SWEEP_WORKLOAD,
+    )
+    assert result.points
+
+
+@pytest.fixture
+def tiny_llamacpp_server(llm_server, tmp_path_factory):
+    """llama-server on the tiny Llama GGUF, or a skip naming what is missing."""
+    from pytest_gpubench.engines.provision import find_llamacpp
+
+    binary = shutil.which("llama-server") or find_llamacpp()
+    if not binary:
+        pytest.skip(
+            "engine missing: llama.cpp (no llama-server on PATH and none provisioned); run "
+            "`python -m pytest_gpubench.engines.provision llamacpp`"
+        )
+    try:
+        from pytest_gpubench.testing.tiny_models import build_tiny_llama
+
+        tiny = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    except ImportError as exc:
+        pytest.skip(f"the tiny model needs torch, transformers, tokenizers and gguf: {exc}")
+    return llm_server(
+        engine="llamacpp",
+        model=tiny.gguf_path,
+        served_name=tiny.served_name,
+        executable=str(binary),
+        options=dict(TINY_SERVER_OPTIONS),
+    )
+
+
+@pytest.mark.llm_inference
+def test_tiny_llm_sweep_cpu(tiny_llamacpp_server, serve_bench) -> None:
+    """The CPU-sized sweep: a real curve from a ~1 M-parameter model on llama-server."""
+    result = serve_bench.sweep(
+        tiny_llamacpp_server, concurrency=list(TINY_SWEEP_CONCURRENCY), **TINY_SWEEP_WORKLOAD
+    )
+    assert result.points and all(p.metrics["failed"].value == 0 for p in result.points)

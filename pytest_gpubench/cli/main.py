@@ -108,7 +108,13 @@ def _compare(args: argparse.Namespace) -> int:
         write_text_atomic(Path(args.csv), frame[compare.LONG_COLUMNS].to_csv(index=False))
         print(f"wrote {args.csv}")
     if args.html:
-        page = compare.to_html(frame, base=Path(args.html).parent)
+        from pytest_gpubench.report import pareto
+
+        try:  # files with sweep points: their frontiers too
+            curves = pareto.load_curves(args.files)
+        except GpubenchError:
+            curves = None
+        page = compare.to_html(frame, base=Path(args.html).parent, pareto=curves)
         write_text_atomic(Path(args.html), page)
         print(f"wrote {args.html}")
     if args.png:
@@ -117,6 +123,27 @@ def _compare(args: argparse.Namespace) -> int:
     if args.svg:
         for path in compare.to_svg(frame, Path(args.svg)):
             print(f"wrote {path}")
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pytest_gpubench.report import pareto
+    from pytest_gpubench.results.atomic import write_text_atomic
+
+    curves = pareto.load_curves(args.files, args.key)
+    for line in pareto.text_rows(curves):
+        print(line)
+    if args.png:
+        from pytest_gpubench.report.charts import write_pareto
+
+        print(f"wrote {write_pareto(curves, Path(args.png), args.title)}")
+    if args.html:
+        from pytest_gpubench.report.page import render_pareto
+
+        write_text_atomic(Path(args.html), render_pareto(curves))
+        print(f"wrote {args.html}")
     return 0
 
 
@@ -169,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--png", metavar="DIR", help="also write one bar chart per metric (PNG)")
     cmp.add_argument("--svg", metavar="DIR", help="also write the charts as SVG")
     cmp.set_defaults(func=_compare)
+    par = sub.add_parser(
+        "pareto",
+        help="draw each device's Pareto frontier (tok/s per user vs tok/s per GPU)",
+        description="The frontier of every file's sweep points (serve_bench.sweep / capacity "
+        "in our baselines; per-point metrics in references; a peer's runs at several "
+        "concurrencies) on one chart, with the SLO line and each device's capacity marked.",
+    )
+    par.add_argument("files", nargs="+", help="baselines, references or peers' result files")
+    par.add_argument("--key", help="only benchmarks whose key contains this text")
+    par.add_argument("--png", metavar="FILE", help="write the chart (PNG; .svg for SVG)")
+    par.add_argument("--html", metavar="FILE", help="write a page with the chart and table")
+    par.add_argument("--title", default="", help="the chart's title")
+    par.set_defaults(func=_pareto)
     fit_cli.add_parser(sub)
     return parser
 

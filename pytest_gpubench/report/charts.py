@@ -480,3 +480,100 @@ def write_charts(
                 write_text_atomic(path, buffer.getvalue())
             written.append(path)
     return written
+
+
+# --- Pareto frontiers (report/pareto.py) -----------------------------------------------------
+
+
+def pareto_figure(curves: Sequence[Any], title: str = "") -> Figure:
+    """Tokens/s per user (x) against tokens/s per GPU (y): every device's measured points
+    (faint), its frontier (a line through them), its capacity (a star, "cap N users"), and the
+    SLO's TPOT limit as the vertical line 1000 / tpot_ms (the frontier right of it is usable)."""
+    from pytest_gpubench.report.pareto import tpot_line
+
+    Figure = _matplotlib()
+    fig = Figure(figsize=(8.0, 5.6), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for i, curve in enumerate(curves):
+        color = COLORS[i % len(COLORS)]
+        xs = [p.per_user for p in curve.points]
+        ys = [p.per_gpu for p in curve.points]
+        ax.scatter(xs, ys, s=18, color=color, alpha=0.35, linewidths=0)
+        front = curve.frontier
+        ax.plot(
+            [p.per_user for p in front],
+            [p.per_gpu for p in front],
+            marker="o",
+            markersize=5,
+            color=color,
+            label=curve.name,
+        )
+        for p in front:
+            if p.concurrency is not None:
+                ax.annotate(
+                    f"c{p.concurrency}",
+                    (p.per_user, p.per_gpu),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                    color=color,
+                )
+        cap = curve.capacity_point
+        if cap is not None:
+            ax.scatter(
+                [cap.per_user], [cap.per_gpu], marker="*", s=220, color=color,
+                edgecolors="black", linewidths=0.8, zorder=5,
+            )  # fmt: skip
+            ax.annotate(
+                f"capacity {curve.capacity} users",
+                (cap.per_user, cap.per_gpu),
+                textcoords="offset points",
+                xytext=(8, -12),
+                fontsize=8,
+                color=color,
+                fontweight="bold",
+            )
+    line = tpot_line(curves)
+    if line is not None:
+        ax.axvline(line, color="#b42318", linestyle="--", linewidth=1.2,
+                   label=f"SLO: TPOT {1000 / line:g} ms ({line:.3g} tok/s/user)")  # fmt: skip
+        ax.axvspan(0, line, color="#b42318", alpha=0.05)  # too slow for the SLO
+    slos = sorted(
+        {f"{k} <= {v:g} ms" for c in curves for k, v in c.slo_ms.items() if k != "tpot_ms"}
+    )
+    pcts = sorted({c.percentile for c in curves if c.percentile})
+    ax.set_xlabel("output tokens/s per user (1000 / TPOT)")
+    ax.set_ylabel("output tokens/s per GPU")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    sub = "higher and further right is better; faint dots: every measured point"
+    if slos or pcts:
+        sub += "\ncapacity SLO: " + ", ".join(slos or ["TPOT"])
+        sub += f" at p{'/p'.join(map(str, pcts))}" if pcts else ""
+    ax.set_title(sub, fontsize=8, color="#59636e")
+    fig.suptitle(title or "Pareto frontier: throughput per GPU vs speed per user", fontsize=11)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def write_pareto(curves: Sequence[Any], path: Path, title: str = "") -> Path:
+    """The chart as PNG (or SVG, by the file's suffix), written atomically."""
+    from pytest_gpubench.results.atomic import write_text_atomic
+
+    fig = pareto_figure(curves, title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".svg":
+        write_text_atomic(path, pareto_svg(curves, title))
+        return path
+    buf = BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    write_text_atomic(path, buf.getvalue())
+    return path
+
+
+def pareto_svg(curves: Sequence[Any], title: str = "") -> str:
+    buf = StringIO()
+    pareto_figure(curves, title).savefig(buf, format="svg")
+    text = buf.getvalue()
+    return text[text.index("<svg") :]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -180,13 +181,17 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def to_html(
-    frame: pd.DataFrame, title: str = "pytest-gpubench comparison", base: Path | None = None
+    frame: pd.DataFrame,
+    title: str = "pytest-gpubench comparison",
+    base: Path | None = None,
+    pareto: Sequence[Any] | None = None,
 ) -> str:
     """One self-contained page: sortable, filterable table with intervals and source links,
-    and the charts inline (see ``pytest_gpubench.report.page``)."""
+    and the charts inline (see ``pytest_gpubench.report.page``); ``pareto`` curves add the
+    Pareto frontier section."""
     from pytest_gpubench.report.page import render
 
-    return render(frame, title, base)
+    return render(frame, title, base, pareto=pareto)
 
 
 def to_png(frame: pd.DataFrame, folder: Path) -> list[Path]:

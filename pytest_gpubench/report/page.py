@@ -14,7 +14,9 @@ import html
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -139,9 +141,11 @@ def render(
     title: str = "pytest-gpubench comparison",
     base: Path | None = None,
     with_charts: bool = True,
+    pareto: Sequence[Any] | None = None,
 ) -> str:
     """The page for ``frame`` (best from ``compare_files(paths, detail=True)``); ``base`` is the
-    folder the page is written to, so links to baseline files are relative to it."""
+    folder the page is written to, so links to baseline files are relative to it; ``pareto``
+    (``report.pareto.Curve`` objects) adds the Pareto frontier section."""
     from pytest_gpubench.report.wide import ratio_text, wide_rows
 
     _, text_rows = wide_rows(frame)
@@ -273,6 +277,7 @@ def render(
         leaf="".join(leaf),
         body="\n".join(body),
         charts=figures or '<p class="note">No metric has a value to chart.</p>',
+        pareto=pareto_section(pareto) if pareto else "",
         sources="\n".join(sources.html),
         css=_CSS,
         script=_SCRIPT,
@@ -425,10 +430,65 @@ header to sort; hover a chart's label for the full test id.</p>
 <section id="charts">
 {charts}
 </section>
-<h2>Sources</h2>
+{pareto}<h2>Sources</h2>
 <ol id="sources">
 {sources}
 </ol>
 <script>{script}</script>
 </body></html>
 """
+
+
+def pareto_section(curves: Sequence[Any]) -> str:
+    """The Pareto chart (inline SVG) and each curve's frontier as a table."""
+    try:
+        from pytest_gpubench.report.charts import pareto_svg
+
+        chart = f'<figure id="pareto-chart">{pareto_svg(curves)}</figure>'
+    except GpubenchError as exc:
+        chart = f'<p class="note">No chart: {html.escape(str(exc))}</p>'
+    rows = []
+    for c in curves:
+        cap = c.capacity_point
+        for p in c.frontier:
+            where = f"c{p.concurrency}" if p.concurrency is not None else p.label
+            mark = " (capacity)" if cap is not None and p == cap else ""
+            rows.append(
+                f'<tr><td class="text">{html.escape(c.name)}</td>'
+                f'<td class="text">{html.escape(where + mark)}</td>'
+                f'<td class="num">{_fmt(p.per_user)}</td><td class="num">{_fmt(p.per_gpu)}</td>'
+                "</tr>"
+            )
+    caps = "".join(
+        f"<li>{html.escape(c.name)}: capacity <b>{c.capacity}</b> users"
+        + (
+            " at "
+            + html.escape(", ".join(f"{k} <= {v:g} ms" for k, v in c.slo_ms.items()))
+            + (f" (p{c.percentile})" if c.percentile else "")
+            if c.slo_ms
+            else ""
+        )
+        + "</li>"
+        for c in curves
+        if c.capacity is not None
+    )
+    return (
+        '<h2 id="pareto">Pareto frontier</h2>\n<section>\n'
+        + chart
+        + (f"<ul>{caps}</ul>" if caps else "")
+        + '<table class="pareto"><thead><tr><th class="text">device</th>'
+        '<th class="text">point</th><th class="num">tok/s per user</th>'
+        '<th class="num">tok/s per GPU</th></tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table>\n</section>\n"
+    )
+
+
+def render_pareto(curves: Sequence[Any], title: str = "pytest-gpubench Pareto frontier") -> str:
+    """One self-contained page: the Pareto chart and the frontier table."""
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="generator" content="pytest-gpubench">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>\n{pareto_section(curves)}</body></html>\n"
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,7 +33,13 @@ from pytest_gpubench.engines import Engine, find_engine
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import mean_ci
-from pytest_gpubench.serving.arguments import check_depth_sweep, check_serve, usage_errors_fail
+from pytest_gpubench.serving.arguments import (
+    check_depth_sweep,
+    check_serve,
+    real,
+    usage_errors_fail,
+    whole,
+)
 from pytest_gpubench.serving.client import (
     IDLE_TIMEOUT_S,
     RequestResult,
@@ -276,54 +283,60 @@ class ServeBench:
         that has started and then sends nothing for that long, as a failed request.
         ``dataset``, ``multi_turn`` and ``trace_file``: workloads from real data
         (serving/datasets.py)."""
-        check_serve(locals())
-        plan = self._build(
-            server,
-            num_prompts=num_prompts,
-            load=LoadSpec(
-                concurrency=concurrency,
-                rate=float(request_rate),
-                arrival=arrival,  # type: ignore[arg-type]
-                burstiness=burstiness,
-                num_requests=None if duration_s is not None else num_prompts,
-                duration_s=duration_s,
-                warmups=warmups,
-                seed=seed,
-            ),
-            workload=dict(
-                input_len=input_len,
-                output_len=output_len,
-                range_ratio=range_ratio,
-                prefix_len=prefix_len,
-                endpoint=endpoint,
-                images=images,
-                image_buckets=image_buckets,
-                image_format=image_format,
-                prompts_file=prompts_file,
-                preset=preset,
-                ignore_eos=ignore_eos,
-                seed=seed,
-                extra=dict(extra_body or {}),
-                dataset=dataset,
-                dataset_columns=dataset_columns,
-                dataset_split=dataset_split,
-                multi_turn=multi_turn,
-                max_turns=max_turns,
-                trace_file=trace_file,
-                trace_time_scale=float(trace_time_scale),
-            ),
-            tokenizer=tokenizer,
-            rounds=rounds,
-            precision=precision,
-            max_requests=max_requests,
-            slo=slo,
-            max_error_rate=max_error_rate,
-            timeout_s=timeout_s,
-            transport=transport,
-            idle_timeout_s=idle_timeout_s,
-        )
+        args = dict(locals())
+        del args["self"], args["server"]
+        check_serve(args)
+        plan = self._plan(server, args)
         runs, times = self._run_rounds(plan)
         return self._aggregate(plan, runs, recorded=bool(times))
+
+    def _plan(self, server: ServerLike, a: Mapping[str, Any]) -> ServePlan:
+        """The plan of one ``serve_bench`` call from its (checked) arguments, by name."""
+        return self._build(
+            server,
+            num_prompts=a["num_prompts"],
+            load=LoadSpec(
+                concurrency=a["concurrency"],
+                rate=float(a["request_rate"]),
+                arrival=a["arrival"],
+                burstiness=a["burstiness"],
+                num_requests=None if a["duration_s"] is not None else a["num_prompts"],
+                duration_s=a["duration_s"],
+                warmups=a["warmups"],
+                seed=a["seed"],
+            ),
+            workload=dict(
+                input_len=a["input_len"],
+                output_len=a["output_len"],
+                range_ratio=a["range_ratio"],
+                prefix_len=a["prefix_len"],
+                endpoint=a["endpoint"],
+                images=a["images"],
+                image_buckets=a["image_buckets"],
+                image_format=a["image_format"],
+                prompts_file=a["prompts_file"],
+                preset=a["preset"],
+                ignore_eos=a["ignore_eos"],
+                seed=a["seed"],
+                extra=dict(a["extra_body"] or {}),
+                dataset=a.get("dataset"),
+                dataset_columns=a.get("dataset_columns"),
+                dataset_split=a.get("dataset_split"),
+                multi_turn=bool(a.get("multi_turn", False)),
+                max_turns=a.get("max_turns"),
+                trace_file=a.get("trace_file"),
+                trace_time_scale=float(a.get("trace_time_scale", 1.0)),
+            ),
+            tokenizer=a["tokenizer"],
+            rounds=a["rounds"],
+            precision=a["precision"],
+            max_requests=a["max_requests"],
+            slo=a["slo"],
+            max_error_rate=a["max_error_rate"],
+            timeout_s=a["timeout_s"],
+            transport=a["transport"],
+            idle_timeout_s=a["idle_timeout_s"],
+        )
 
     # -- build: everything decided and every request made before a clock starts ------------
     def _build(
@@ -430,42 +443,17 @@ class ServeBench:
     def _run_rounds(self, plan: ServePlan) -> tuple[list[RunResult], list[float]]:
         runs: list[RunResult] = []
         loop = asyncio.new_event_loop()
-        client = loop.run_until_complete(
-            _make_client(
-                plan.base_url,
-                plan.model,
-                plan.engine,
-                plan.headers,
-                plan.transport,
-                plan.timeout_s,
-                plan.load.concurrency,
-                plan.idle_timeout_s,
-            )
-        )
+        client = self._client(plan, loop, plan.load.concurrency)
         every = sum(len(getattr(s, "turns", (s,))) for s in plan.specs)  # a conversation: turns
         total = None if (plan.load.duration_s or plan.adaptive) else every * plan.rounds
-        label = plan.info["engine"] or "server"
         try:
-            with self._progress(total, f"{label} {plan.model}") as bar:
+            with self._progress(total, self._label(plan)) as bar:
 
                 def setup() -> None:
-                    loop.run_until_complete(
-                        run_warmups(client, plan.warm_specs, plan.load.concurrency)
-                    )
+                    self._warm_up(plan, loop, client)
 
                 def one_round() -> RunResult:
-                    before = scrape(plan.base_url, plan.engine, headers=plan.headers)
-                    run = loop.run_until_complete(
-                        run_load(
-                            client,
-                            plan.specs,
-                            plan.load,
-                            adaptive=plan.adaptive,
-                            on_done=(lambda _r: bar.update(1)) if bar is not None else None,
-                        )
-                    )
-                    after = scrape(plan.base_url, plan.engine, headers=plan.headers)
-                    run.server = server_deltas(before, after, plan.engine) if before else {}
+                    run = self._run_once(plan, loop, client, bar)
                     runs.append(run)
                     return run
 
@@ -480,6 +468,50 @@ class ServeBench:
             loop.run_until_complete(client.aclose())
             loop.close()
         return runs, times
+
+    @staticmethod
+    def _label(plan: ServePlan) -> str:
+        return f"{plan.info['engine'] or 'server'} {plan.model}"
+
+    def _client(self, plan: ServePlan, loop: asyncio.AbstractEventLoop, concurrency: int | None):
+        """The load client for ``plan``'s server, on ``loop``; ``concurrency`` sizes its pool."""
+        return loop.run_until_complete(
+            _make_client(
+                plan.base_url,
+                plan.model,
+                plan.engine,
+                plan.headers,
+                plan.transport,
+                plan.timeout_s,
+                concurrency,
+                plan.idle_timeout_s,
+            )
+        )
+
+    @staticmethod
+    def _warm_up(plan: ServePlan, loop: asyncio.AbstractEventLoop, client: StreamingClient) -> None:
+        """``plan``'s warm-up requests, unmeasured."""
+        if plan.warm_specs:
+            loop.run_until_complete(run_warmups(client, plan.warm_specs, plan.load.concurrency))
+
+    @staticmethod
+    def _run_once(
+        plan: ServePlan, loop: asyncio.AbstractEventLoop, client: StreamingClient, bar: Any
+    ) -> RunResult:
+        """One measured run of ``plan``'s requests, with the server's own counters around it."""
+        before = scrape(plan.base_url, plan.engine, headers=plan.headers)
+        run = loop.run_until_complete(
+            run_load(
+                client,
+                plan.specs,
+                plan.load,
+                adaptive=plan.adaptive,
+                on_done=(lambda _r: bar.update(1)) if bar is not None else None,
+            )
+        )
+        after = scrape(plan.base_url, plan.engine, headers=plan.headers)
+        run.server = server_deltas(before, after, plan.engine) if before else {}
+        return run
 
     # -- aggregate: metrics, recording, the checks that fail a test ------------------------
     def _aggregate(self, plan: ServePlan, runs: list[RunResult], recorded: bool) -> ServeResult:
@@ -633,6 +665,229 @@ class ServeBench:
                 f"{error_summary(result.results)}",
                 pytrace=False,
             )
+
+    # -- sweeps and capacity (serving/sweep.py) -----------------------------------------------
+    def _point_args(self, workload: Mapping[str, Any], own: Sequence[str]) -> dict[str, Any]:
+        """``serve_bench``'s arguments for every point: its defaults, then ``workload``."""
+        from pytest_gpubench.serving.sweep import NOT_PER_POINT
+
+        params = inspect.signature(ServeBench.__call__).parameters
+        args = {n: p.default for n, p in params.items() if n not in ("self", "server")}
+        for name in workload:
+            if name in NOT_PER_POINT or name in own:
+                raise GpubenchError(
+                    f"{name} is not a sweep argument (each point sets its own number of "
+                    "prompts and warm-ups, and runs once; see prompts_per_user)"
+                )
+            if name not in args:
+                raise GpubenchError(f"unknown argument {name!r}; serve_bench's are {sorted(args)}")
+        args.update(workload)
+        return args
+
+    @usage_errors_fail("serve_bench.sweep")
+    def sweep(
+        self,
+        server: ServerLike,
+        *,
+        concurrency: int | Sequence[int] | None = 1,
+        request_rate: float | Sequence[float] = math.inf,
+        shapes: Sequence[tuple[int, int]] | None = None,
+        prompts_per_user: int = 4,
+        min_prompts: int = 8,
+        num_prompts: int | None = None,
+        warmups: int | None = None,
+        stop_at_saturation: bool = True,
+        saturation_tolerance: float = 0.1,
+        **workload: Any,
+    ) -> Any:
+        """One point per concurrency, request rate or ``(input_len, output_len)`` shape (the
+        one argument given as a list), each with its own warm-ups (default one per stream)
+        and ``prompts_per_user`` requests per stream (or ``num_prompts`` at every point);
+        stops after the first point that saturates. ``workload`` is any other
+        ``serve_bench`` argument. Returns a ``SweepResult`` whose ``.points`` carry
+        ``.concurrency``, ``.request_rate``, ``.input_len``, ``.output_len``, ``.metrics``."""
+        from pytest_gpubench.serving import sweep as sw
+
+        whole("prompts_per_user", prompts_per_user, 1)
+        whole("min_prompts", min_prompts, 1)
+        whole("num_prompts", num_prompts, 1, none="scaled per point")
+        whole("warmups", warmups, 0, none="one per stream")
+        real("saturation_tolerance", saturation_tolerance, low=0, hint="a fraction such as 0.1")
+        args = self._point_args(workload, ("concurrency", "request_rate", "num_prompts"))
+        settings = sw.settings_for(
+            concurrency, request_rate, shapes, args["input_len"], args["output_len"]
+        )
+        axis = settings[0].axis
+        pool = max((s.concurrency or 1024) for s in settings)
+        points: list[sw.SweepPoint] = []
+        stopped = "done"
+        with sw.Sweeper(self, server, args, pool) as sweeper:
+            plans = [  # every point's requests built before the clock starts
+                sweeper.plan(
+                    s,
+                    num_prompts or sw.prompts_for(s, prompts_per_user, min_prompts),
+                    sw.warmups_for(s, warmups),
+                )
+                for s in settings
+            ]
+            first = plans[0]
+            total = sum(len(p.specs) for p in plans)
+
+            def run() -> None:
+                nonlocal stopped
+                points.clear()
+                for s, plan in zip(settings, plans, strict=True):
+                    point = sweeper.measure(s, plan, bar)
+                    points.append(point)
+                    if (
+                        stop_at_saturation
+                        and axis != "shape"
+                        and len(points) >= 2
+                        and sw.saturated(points[-2].metrics, point.metrics, saturation_tolerance)
+                    ):
+                        point.saturated = True
+                        stopped = "saturation"
+                        break
+
+            with self._progress(total, f"sweep {self._label(first)}") as bar:
+                self.gpubench.in_server = True
+                _, times = self.gpubench.time(run, rounds=1, warmup_rounds=0)
+        result = sw.SweepResult(points, axis, stopped, sweeper.gpus)
+        if times:
+            self._record_points(points, headline=True)
+            info = {
+                "axis": axis,
+                "stopped_by": stopped,
+                "gpus": sweeper.gpus,
+                "slo_ms": first.slo_ms or None,
+                "prompts_per_user": prompts_per_user,
+                "points": [p.as_dict() for p in points],
+            }
+            self._record_sweep_info("sweep", info, first)
+        for point in points:
+            self._check(point.result, first.max_error_rate, first.ignore_eos)
+        return result
+
+    @usage_errors_fail("serve_bench.capacity")
+    def capacity(
+        self,
+        server: ServerLike,
+        slo: Mapping[str, float],
+        *,
+        percentile: int = 90,
+        max_concurrency: int = 64,
+        min_concurrency: int = 1,
+        remeasure: int = 1,
+        prompts_per_user: int = 4,
+        min_prompts: int = 8,
+        num_prompts: int | None = None,
+        warmups: int | None = None,
+        **workload: Any,
+    ) -> Any:
+        """The highest concurrency (from ``min_concurrency`` to ``max_concurrency``) whose
+        ``percentile`` of every SLO metric (``ttft_ms``, ``tpot_ms``, ``e2el_ms``) is within
+        its limit: bracket by doubling, bisect, re-measure either side of the boundary
+        ``remeasure`` more times. Records ``capacity_users``; returns a ``CapacityResult``
+        (``.max_concurrency``, ``.points`` in the order measured)."""
+        from pytest_gpubench.serving import sweep as sw
+
+        slo_ms = check_slo(slo)
+        if not slo_ms:
+            raise GpubenchError("slo must name at least one limit, e.g. {'ttft_ms': 500}")
+        for key, limit in slo_ms.items():
+            real(f"slo[{key!r}]", limit, low=0, hint="a limit in milliseconds")
+        pct = sw.check_percentile(percentile)
+        lowest = int(whole("min_concurrency", min_concurrency, 1) or 1)
+        highest = int(whole("max_concurrency", max_concurrency, lowest) or lowest)
+        whole("remeasure", remeasure, 0)
+        whole("prompts_per_user", prompts_per_user, 1)
+        whole("min_prompts", min_prompts, 1)
+        whole("num_prompts", num_prompts, 1, none="scaled per point")
+        whole("warmups", warmups, 0, none="one per stream")
+        args = self._point_args(workload, ("concurrency", "num_prompts", "slo"))
+        args["slo"] = slo_ms
+        rate = args["request_rate"]
+        rate = None if math.isinf(float(rate)) else float(rate)
+        points: list[sw.SweepPoint] = []
+        found: dict[str, Any] = {}
+        with sw.Sweeper(self, server, args, highest) as sweeper:
+
+            def passes(c: int) -> bool:
+                s = sw.Setting(c, rate, args["input_len"], args["output_len"])
+                plan = sweeper.plan(
+                    s,
+                    num_prompts or sw.prompts_for(s, prompts_per_user, min_prompts),
+                    sw.warmups_for(s, warmups),
+                )
+                found.setdefault("plan", plan)
+                point = sweeper.measure(s, plan, bar)
+                point.meets_slo = sw.meets(point.metrics, slo_ms, pct, plan.max_error_rate)
+                points.append(point)
+                return point.meets_slo
+
+            def run() -> None:
+                points.clear()
+                found["answer"] = sw.search_capacity(
+                    passes, highest, remeasure=remeasure, min_concurrency=lowest
+                )
+
+            with self._progress(None, f"capacity {self.request.node.name}") as bar:
+                self.gpubench.in_server = True
+                _, times = self.gpubench.time(run, rounds=1, warmup_rounds=0)
+        users, capped = found["answer"]
+        result = sw.CapacityResult(users, points, slo_ms, pct, capped)
+        first = found["plan"]
+        if times:
+            spread = {
+                "percentile": float(pct),
+                "points": float(len(points)),
+                "max_concurrency": float(highest),
+                **{f"slo_{k}": v for k, v in slo_ms.items()},
+            }
+            m = metric("capacity_users", users, spread)
+            self.gpubench.metric(
+                m.name, m.value, m.unit, True, spread=m.spread, headline=True,
+                description=m.description,
+            )  # fmt: skip
+            info = {
+                "max_concurrency": users,
+                "capped": capped,
+                "slo_ms": slo_ms,
+                "percentile": pct,
+                "search": [min_concurrency, max_concurrency],
+                "remeasure": remeasure,
+                "gpus": sweeper.gpus,
+                "points": [p.as_dict() for p in points],
+            }
+            self._record_sweep_info("capacity", info, first)
+        if users == 0 and points and points[0].result.error_rate > first.max_error_rate:
+            self._check(points[0].result, first.max_error_rate, first.ignore_eos)
+        return result
+
+    def _record_points(self, points: Sequence[Any], headline: bool = False) -> None:
+        """Each point's main metrics under the point's name (``output_tok_s.c4``)."""
+        from pytest_gpubench.serving.sweep import POINT_METRICS, named
+
+        for point in points:
+            for name in POINT_METRICS:
+                if name in point.metrics:
+                    m = named(point.metrics[name], point.label)
+                    self.gpubench.metric(
+                        m.name,
+                        m.value,
+                        m.unit,
+                        m.higher_is_better,
+                        spread=m.spread,
+                        headline=headline and name == "output_tok_s",
+                        description=m.description,
+                    )
+
+    def _record_sweep_info(self, key: str, info: dict[str, Any], first: ServePlan) -> None:
+        extra = self.gpubench.benchmark.extra_info
+        per_point = ("concurrency", "num_prompts", "warmups", "request_rate", "requests_used")
+        extra["serving"] = {k: v for k, v in first.info.items() if k not in per_point}
+        extra[key] = info
+        record_placement(self.gpubench, self.request, first.server, first.engine)
 
     # -- long context ------------------------------------------------------------------------
     @usage_errors_fail("serve_bench.depth_sweep")

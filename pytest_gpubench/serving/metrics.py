@@ -299,6 +299,30 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "output tokens the server counted over the run (vLLM generation_tokens_total "
         "or llama.cpp tokens_predicted_total delta)",
     ),
+    ServingMetricDef(
+        "output_tok_s_per_user",
+        "tok/s",
+        True,
+        "1000 / tpot_ms: the speed one user sees its reply stream at after the first token "
+        "(sweep and capacity points; the x axis of the Pareto chart)",
+        "-",
+        "-",
+        "output_token_throughput_per_user",
+    ),
+    ServingMetricDef(
+        "output_tok_s_per_gpu",
+        "tok/s",
+        True,
+        "output_tok_s / the device profile's GPU count (1 for a CPU or a single GPU; sweep "
+        "and capacity points; the y axis of the Pareto chart)",
+    ),
+    ServingMetricDef(
+        "capacity_users",
+        "users",
+        True,
+        "serve_bench.capacity: the highest concurrency whose chosen percentile meets every "
+        "SLO (bracket, bisect, boundary re-measured)",
+    ),
 )
 
 SERVING_METRICS: dict[str, ServingMetricDef] = {d.name: d for d in _DEFS}

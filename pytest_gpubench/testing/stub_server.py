@@ -3,7 +3,9 @@
 A stub, because it stands in for an inference engine where the test is about the client:
 its faults (HTTP errors, malformed SSE, well-formed JSON of the wrong shape, a stream that
 stalls, short outputs, missing usage) are what real engines do occasionally and cannot be
-made to do on demand; its pacing (``--ttft-ms``, ``--tokens-per-s``) is a fixed schedule,
+made to do on demand; its pacing (``--ttft-ms``, ``--tokens-per-s``, per stream) is a fixed
+schedule, and ``--max-streams K`` serves at most K streams at once and queues the rest (an
+engine with K decode slots: throughput rises to K streams' worth, then TTFT grows),
 which is what tests whose numbers must not depend on the machine's load run against; and its
 speed ceiling (it can stream
 tokens faster than any client absorbs them) is what measures the client's own limit.
@@ -92,9 +94,8 @@ class Behaviour:
     wrong_shape_every: int = 1  # ... in every Nth generation request
     stall_after: int = -1  # >= 0: after this many tokens, send nothing more (connection open)
     stall_every: int = 1  # ... in every Nth generation request
-    burst: int = (
-        0  # > 0: token events pre-encoded, this many per write (a source no client outruns)
-    )
+    burst: int = 0  # > 0: token events pre-encoded, this many per write (no client outruns it)
+    max_streams: int = 0  # > 0: stream at most this many at once, queue the rest (FIFO)
 
 
 class StubServer:
@@ -102,6 +103,9 @@ class StubServer:
         self.b = behaviour
         self.requests = 0
         self.counters = {"stub:requests_total": 0.0, "stub:generation_tokens_total": 0.0}
+        # an engine with a fixed number of decode slots: the rest wait, in arrival order
+        # (asyncio's semaphore wakes its waiters first in, first out)
+        self.slots = asyncio.Semaphore(behaviour.max_streams) if behaviour.max_streams else None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -133,7 +137,11 @@ class StubServer:
 
     async def route(self, method: str, path: str, body: bytes, w: asyncio.StreamWriter) -> None:
         if path in ("/v1/completions", "/v1/chat/completions") and method == "POST":
-            await self.generate(path, json.loads(body or b"{}"), w)
+            if self.slots is None:
+                await self.generate(path, json.loads(body or b"{}"), w)
+            else:
+                async with self.slots:  # queued: the time waited here is the client's TTFT
+                    await self.generate(path, json.loads(body or b"{}"), w)
         elif path == "/tokenize":
             req = json.loads(body or b"{}")
             await self.reply(
@@ -325,6 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stall-after", type=int, default=-1, help="tokens before going silent")
     p.add_argument("--stall-every", type=int, default=1)
     p.add_argument("--burst", type=int, default=0, help="pre-encoded token events per write")
+    p.add_argument(
+        "--max-streams", type=int, default=0, help="stream at most K at once, queue the rest"
+    )
     a = p.parse_args(argv)
     behaviour = Behaviour(
         a.tokens_per_s,
@@ -340,6 +351,7 @@ def main(argv: list[str] | None = None) -> None:
         stall_after=a.stall_after,
         stall_every=a.stall_every,
         burst=a.burst,
+        max_streams=a.max_streams,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(a.port, behaviour, a.host))

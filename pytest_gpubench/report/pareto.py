@@ -1,0 +1,217 @@
+"""Pareto frontiers across devices, from stored results: ``pytest-gpubench pareto``.
+
+Each file (our baseline or any pytest-benchmark JSON of ours, a published reference, a peer's
+result file) gives one curve per benchmark that carries sweep points:
+
+- ours: ``extra_info["sweep"]["points"]`` and ``extra_info["capacity"]["points"]`` (what
+  ``serve_bench.sweep`` / ``.capacity`` record), with the capacity and its SLO;
+- a reference written by hand: metrics named per point, ``output_tok_s_per_user.c4`` and
+  ``output_tok_s_per_gpu.c4`` (the names a sweep records); ``capacity_users`` marks the
+  capacity;
+- a peer's file with several runs (``vllm bench serve --append-result``, a GuideLLM report
+  of several loads): each entry keyed ``...@c<N>...`` with ``output_tok_s`` and ``tpot_ms`` is
+  a point, tokens/s per user being 1000 / TPOT as ours is, per GPU the file's tokens/s (one
+  GPU: a peer's file does not say how many it used).
+
+A curve's frontier is ``serving.sweep.pareto_frontier`` of its points.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.results.baseline import Baseline
+from pytest_gpubench.serving.sweep import pareto_frontier
+
+X = "output_tok_s_per_user"
+Y = "output_tok_s_per_gpu"
+_LABEL = re.compile(r"^(?P<base>[a-z_]+)\.(?P<label>c\d+|r[0-9.]+|rinf|i\d+o\d+)$")
+_PEER_C = re.compile(r"@c(?P<c>\d+)")
+
+
+@dataclass(frozen=True)
+class Point:
+    per_user: float
+    per_gpu: float
+    concurrency: int | None = None
+    label: str = ""
+
+    def get(self, name: str) -> float | None:
+        return {X: self.per_user, Y: self.per_gpu}.get(name)
+
+
+@dataclass
+class Curve:
+    device: str  # the file's device label: "h200", "spark (published)", "vllm bench serve (x)"
+    key: str  # the benchmark the points come from
+    points: list[Point]
+    capacity: int | None = None
+    slo_ms: dict[str, float] = field(default_factory=dict)
+    percentile: int | None = None
+    file: str = ""
+
+    @property
+    def frontier(self) -> list[Point]:
+        return pareto_frontier(self.points)
+
+    @property
+    def capacity_point(self) -> Point | None:
+        """The measured point at the capacity concurrency (the best of them, if several)."""
+        if self.capacity is None:
+            return None
+        at = [p for p in self.points if p.concurrency == self.capacity]
+        return max(at, key=lambda p: p.per_gpu) if at else None
+
+    @property
+    def name(self) -> str:
+        return self.device if not self.key else f"{self.device}: {self.key}"
+
+
+def _value(raw: Any) -> float | None:
+    v = raw.get("value") if isinstance(raw, Mapping) else raw
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _points(raw_points: Any) -> list[Point]:
+    out = []
+    for p in raw_points if isinstance(raw_points, list) else []:
+        if not isinstance(p, Mapping):
+            continue
+        metrics = p.get("metrics") if isinstance(p.get("metrics"), Mapping) else {}
+        x, y = _value(metrics.get(X)), _value(metrics.get(Y))
+        c = p.get("concurrency")
+        if x is not None and y is not None:
+            conc = c if isinstance(c, int) and not isinstance(c, bool) else None
+            out.append(Point(x, y, conc, str(p.get("label") or "")))
+    return out
+
+
+def _short(key: str) -> str:
+    return key.split("::")[-1] if "::" in key else key
+
+
+def curves_of(b: Baseline) -> list[Curve]:
+    """The curves one loaded file carries (none when it has no sweep points)."""
+    found: list[Curve] = []
+    raw = b.document.get("benchmarks") if isinstance(b.document, Mapping) else None
+    by_key: dict[str, Mapping[str, Any]] = {}
+    for bench in raw if isinstance(raw, list) else []:
+        if not isinstance(bench, Mapping):
+            continue
+        extra = bench.get("extra_info") if isinstance(bench.get("extra_info"), Mapping) else {}
+        meta = extra.get("gpubench") if isinstance(extra.get("gpubench"), Mapping) else {}
+        key = str(meta.get("key") or bench.get("fullname") or "")
+        by_key[key] = extra
+    for key, entry in b.entries.items():
+        extra = by_key.get(key, {})
+        points: list[Point] = []
+        capacity = None
+        slo: dict[str, float] = {}
+        pct = None
+        for part in ("sweep", "capacity"):
+            info = extra.get(part) if isinstance(extra.get(part), Mapping) else None
+            if info is None:
+                continue
+            points += _points(info.get("points"))
+            if isinstance(info.get("slo_ms"), Mapping):
+                slo.update({k: float(v) for k, v in info["slo_ms"].items() if _value(v)})
+            if part == "capacity":
+                capacity = info.get("max_concurrency")
+                pct = info.get("percentile")
+        if not points:  # per-point metric names (a reference written by hand)
+            pairs: dict[str, dict[str, float]] = {}
+            for name, m in entry.metrics.items():
+                hit = _LABEL.match(name)
+                if hit and hit["base"] in (X, Y):
+                    pairs.setdefault(hit["label"], {})[hit["base"]] = m.value
+            for label, xy in pairs.items():
+                if X in xy and Y in xy:
+                    conc = int(label[1:]) if re.fullmatch(r"c\d+", label) else None
+                    points.append(Point(xy[X], xy[Y], conc, label))
+        if "capacity_users" in entry.metrics and capacity is None:
+            m = entry.metrics["capacity_users"]
+            capacity = int(m.value)
+            slo.update(
+                {k[4:]: v for k, v in m.spread.items() if k.startswith("slo_") and v is not None}
+            )
+            pct = int(m.spread["percentile"]) if "percentile" in m.spread else pct
+        if points:
+            cap = capacity if isinstance(capacity, int) and not isinstance(capacity, bool) else None
+            found.append(
+                Curve(b.label, _short(key), points, cap, slo, pct, str(b.path))
+            )  # fmt: skip
+    if not found:
+        found += _peer_curves(b)
+    return found
+
+
+def _peer_curves(b: Baseline) -> list[Curve]:
+    """A peer's runs at several concurrencies, grouped by the rest of their key."""
+    groups: dict[str, list[Point]] = {}
+    for key, entry in b.entries.items():
+        hit = _PEER_C.search(key)
+        tok, tpot = entry.metrics.get("output_tok_s"), entry.metrics.get("tpot_ms")
+        if hit is None or tok is None or tpot is None or tpot.value <= 0:
+            continue
+        rest = _PEER_C.sub("", key)
+        c = int(hit["c"])
+        groups.setdefault(rest, []).append(Point(1000.0 / tpot.value, tok.value, c, f"c{c}"))
+    return [
+        Curve(b.label, _short(rest), pts, file=str(b.path))
+        for rest, pts in groups.items()
+        if len(pts) >= 2
+    ]
+
+
+def load_curves(paths: Sequence[str | Path], key: str | None = None) -> list[Curve]:
+    """Every curve in ``paths`` (``key``: only benchmarks whose key contains it); an error
+    when none of the files carries sweep points."""
+    from pytest_gpubench.report.peers import load
+
+    curves: list[Curve] = []
+    for path in paths:
+        curves += [c for c in curves_of(load(path)) if key is None or key in c.key]
+    if not curves:
+        raise GpubenchError(
+            "no sweep points in "
+            + ", ".join(str(p) for p in paths)
+            + (f" for key {key!r}" if key else "")
+            + ": record them with serve_bench.sweep or serve_bench.capacity, or give "
+            "output_tok_s_per_user.c<N> and output_tok_s_per_gpu.c<N> metrics"
+        )
+    # one device, one benchmark: name the curve by the device alone
+    devices = [c.device for c in curves]
+    for c in curves:
+        if devices.count(c.device) == 1:
+            c.key = ""
+    return curves
+
+
+def tpot_line(curves: Iterable[Curve]) -> float | None:
+    """Where the SLO sits on the x axis: 1000 / the TPOT limit (the slowest per-user speed
+    the SLO allows); the strictest when curves disagree."""
+    limits = [c.slo_ms["tpot_ms"] for c in curves if c.slo_ms.get("tpot_ms")]
+    return 1000.0 / min(limits) if limits else None
+
+
+def text_rows(curves: Sequence[Curve]) -> list[str]:
+    """The frontiers as text, for the terminal."""
+    lines = []
+    for c in curves:
+        cap = f", capacity {c.capacity} users" if c.capacity is not None else ""
+        slo = ", ".join(f"{k} <= {v:g}" for k, v in c.slo_ms.items())
+        lines.append(f"{c.name}: {len(c.points)} points{cap}" + (f" (SLO {slo})" if slo else ""))
+        for p in c.frontier:
+            where = f"c{p.concurrency}" if p.concurrency is not None else p.label
+            lines.append(
+                f"  {where:>8}  {p.per_user:10.4g} tok/s/user  {p.per_gpu:10.4g} tok/s/GPU"
+            )
+    return lines

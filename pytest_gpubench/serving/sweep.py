@@ -1,0 +1,505 @@
+"""Serving sweeps and SLO capacity: ``serve_bench.sweep`` and ``serve_bench.capacity``.
+
+A sweep measures one point per load setting (a concurrency, a request rate, or an
+``(input_len, output_len)`` shape), each with the full serving metrics, its own warm-ups and a
+number of prompts scaled to the point (``prompts_per_user`` requests per stream, so every
+point runs several requests deep rather than one ramp-up and drain); a concurrency or rate
+sweep stops early at the first point that saturates: output tokens/s flat within the noise
+(the larger of ``saturation_tolerance`` and the point's own 95% interval) while the latency
+rises by more than the same margin.
+
+A capacity search finds the highest concurrency whose chosen percentile meets every SLO:
+doubling from 1 until a point fails (bracket), bisecting between the last pass and the first
+fail, then re-measuring the two concurrencies either side of the boundary (a concurrency
+passes when more than half of its measurements pass); a re-measured boundary that moves
+resumes the bisection.
+
+Everything here is pure except ``Sweeper``, which drives ``ServeBench``'s own build / run /
+aggregate steps, so a point's metrics are exactly what ``serve_bench`` would record for it.
+Recorded: one pytest-benchmark entry per test (one round = the whole sweep or search); every
+point's metrics under the point's name (``output_tok_s.c4``, ``ttft_ms.r2.5``,
+``tpot_ms.i1000o300``), so a baseline gates each point as it gates any metric; the points in
+``extra_info["sweep"]`` (or ``["capacity"]``) with their settings and all their metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.serving.client import RequestResult
+from pytest_gpubench.serving.metrics import metric
+
+#: what each point records under its own name (all its metrics are in extra_info)
+POINT_METRICS = (
+    "output_tok_s",
+    "output_tok_s_per_user",
+    "output_tok_s_per_gpu",
+    "requests_per_s",
+    "goodput_req_s",
+    "ttft_ms",
+    "tpot_ms",
+    "itl_ms",
+    "e2el_ms",
+    "failed",
+)
+PERCENTILES = (50, 90, 95, 99)
+#: serve_bench arguments a sweep point decides itself, or that mean nothing per point
+NOT_PER_POINT = ("rounds", "precision", "max_requests", "duration_s")
+
+
+# --- points -----------------------------------------------------------------------------------
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point's load: what varies along the sweep and the shape of its requests."""
+
+    concurrency: int | None
+    request_rate: float | None  # None: as fast as the concurrency allows
+    input_len: int
+    output_len: int
+    axis: str = "concurrency"  # "concurrency", "request_rate" or "shape"
+
+    @property
+    def label(self) -> str:
+        """The point's part of a metric name: ``c4``, ``r2.5``, ``i1000o300``."""
+        if self.axis == "request_rate":
+            return f"r{_g(self.request_rate)}" if self.request_rate is not None else "rinf"
+        if self.axis == "shape":
+            return f"i{self.input_len}o{self.output_len}"
+        return f"c{self.concurrency}"
+
+
+@dataclass
+class SweepPoint:
+    concurrency: int | None
+    request_rate: float | None
+    input_len: int
+    output_len: int
+    metrics: dict[str, Metric]
+    label: str = ""
+    num_prompts: int = 0
+    warmups: int = 0
+    steady: dict[str, float] = field(default_factory=dict)
+    saturated: bool = False
+    meets_slo: bool | None = None  # capacity points: this measurement met every SLO
+    result: Any = field(default=None, repr=False, compare=False)  # the point's ServeResult
+
+    def __getitem__(self, name: str) -> float:
+        return self.metrics[name].value
+
+    def get(self, name: str) -> float | None:
+        m = self.metrics.get(name)
+        return m.value if m is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "concurrency": self.concurrency,
+            "request_rate": self.request_rate,
+            "input_len": self.input_len,
+            "output_len": self.output_len,
+            "num_prompts": self.num_prompts,
+            "warmups": self.warmups,
+            "steady": self.steady,
+            "saturated": self.saturated,
+            **({"meets_slo": self.meets_slo} if self.meets_slo is not None else {}),
+            "metrics": {n: m.as_dict() for n, m in self.metrics.items()},
+        }
+
+
+@dataclass
+class SweepResult:
+    points: list[SweepPoint]
+    axis: str
+    stopped_by: str  # "done" (every setting measured) or "saturation"
+    gpus: int = 1
+
+    @property
+    def frontier(self) -> list[SweepPoint]:
+        return pareto_frontier(self.points)
+
+
+@dataclass
+class CapacityResult:
+    max_concurrency: int  # 0: not even one user meets the SLO
+    points: list[SweepPoint]
+    slo: dict[str, float]
+    percentile: int
+    capped: bool = False  # max_concurrency met the SLO: the capacity may be higher
+
+    @property
+    def frontier(self) -> list[SweepPoint]:
+        return pareto_frontier(self.points)
+
+
+def point_metrics(base: Mapping[str, Metric], gpus: int) -> dict[str, Metric]:
+    """``base`` plus the per-user and per-GPU throughput of the point."""
+    out = dict(base)
+    tpot = base.get("tpot_ms")
+    if tpot is not None and tpot.value > 0:
+        out["output_tok_s_per_user"] = metric(
+            "output_tok_s_per_user", 1000.0 / tpot.value, {"n": tpot.spread.get("n", 0)}
+        )
+    tok_s = base.get("output_tok_s")
+    if tok_s is not None:
+        spread = {"gpus": float(gpus)}
+        for k in ("ci95_low", "ci95_high"):
+            if k in tok_s.spread:
+                spread[k] = tok_s.spread[k] / gpus
+        out["output_tok_s_per_gpu"] = metric("output_tok_s_per_gpu", tok_s.value / gpus, spread)
+    return out
+
+
+def named(m: Metric, label: str) -> Metric:
+    """``m`` under the point's name: ``output_tok_s.c4``."""
+    return Metric(
+        f"{m.name}.{label}",
+        m.value,
+        m.unit,
+        m.higher_is_better,
+        dict(m.spread),
+        f"{m.description} (sweep point {label})" if m.description else f"sweep point {label}",
+    )
+
+
+def steady_state(results: Sequence[RequestResult], target: int | None) -> dict[str, float]:
+    """How much of a point ran at its full load, reported rather than cut: ``ramp_s`` (start
+    until ``target`` requests were first in flight), ``drain_s`` (the last time that many were
+    in flight until the end), ``full_fraction`` of the duration in between, and
+    ``steady_output_tok_s``, the tokens streamed in that window over its length."""
+    done = [r for r in results if r.end is not None]
+    if not done:
+        return {}
+    start = min(r.start for r in results)
+    end = max(r.end for r in done)  # type: ignore[type-var]
+    events = sorted([(r.start, 1) for r in done] + [(r.end, -1) for r in done])  # type: ignore[misc]
+    want = min(target or len(done), len(done))
+    cur, first, last = 0, None, None
+    for t, d in events:
+        was = cur
+        cur += d
+        if cur >= want and first is None:
+            first = t
+        if was >= want and cur < want:
+            last = t
+    first = start if first is None else first
+    last = end if last is None else last
+    duration = max(end - start, 1e-9)
+    window = max(last - first, 0.0)
+    tokens = sum(1 for r in done if r.ok for t in r.token_times if first <= t <= last)
+    out = {
+        "ramp_s": first - start,
+        "drain_s": end - last,
+        "full_fraction": window / duration,
+    }
+    if window > 0:
+        out["steady_output_tok_s"] = tokens / window
+    return out
+
+
+# --- saturation, SLO, frontier: pure ----------------------------------------------------------
+
+
+def _half_width(m: Metric) -> float:
+    low, high = m.spread.get("ci95_low"), m.spread.get("ci95_high")
+    if low is None or high is None or not m.value:
+        return 0.0
+    return (high - low) / 2 / abs(m.value)
+
+
+def saturated(
+    before: Mapping[str, Metric], now: Mapping[str, Metric], tolerance: float = 0.1
+) -> bool:
+    """``now`` (more load than ``before``) gained no throughput beyond the noise (the larger
+    of ``tolerance`` and ``now``'s own relative 95% half-width) while its end-to-end latency
+    rose by more than ``tolerance``."""
+    a, b = before.get("output_tok_s"), now.get("output_tok_s")
+    la, lb = before.get("e2el_ms"), now.get("e2el_ms")
+    if a is None or b is None or la is None or lb is None or a.value <= 0 or la.value <= 0:
+        return False
+    gain = b.value / a.value - 1
+    flat = gain <= max(tolerance, _half_width(b))
+    slower = lb.value / la.value - 1 > tolerance
+    return flat and slower
+
+
+def check_percentile(percentile: Any) -> int:
+    if isinstance(percentile, bool) or percentile not in PERCENTILES:
+        raise GpubenchError(
+            f"percentile must be one of {', '.join(map(str, PERCENTILES))}, got {percentile!r}"
+        )
+    return int(percentile)
+
+
+def meets(
+    metrics: Mapping[str, Metric],
+    slo: Mapping[str, float],
+    percentile: int,
+    max_error_rate: float = 0.0,
+) -> bool:
+    """Every SLO met at ``percentile`` (``p90`` of the point's distribution), and no more
+    failed requests than allowed (a point whose requests fail does not serve its users)."""
+    err = metrics.get("error_rate")
+    if err is not None and err.value > max_error_rate:
+        return False
+    for key, limit in slo.items():
+        m = metrics.get(key)
+        if m is None:
+            return False
+        value = m.spread.get(f"p{percentile}", m.value)
+        if value > limit:
+            return False
+    return True
+
+
+def pareto_frontier(points: Iterable[Any]) -> list[Any]:
+    """The points no other point beats on both tokens/s per user and tokens/s per GPU (higher
+    is better on both), ordered by tokens/s per user. A point is anything with
+    ``get(name)`` or a ``metrics`` mapping of values or ``Metric``; those without both
+    numbers are left out; of equal points the first is kept."""
+
+    def xy(p: Any) -> tuple[float, float] | None:
+        vals = []
+        for name in ("output_tok_s_per_user", "output_tok_s_per_gpu"):
+            v = p.get(name) if hasattr(p, "get") else p.metrics.get(name)
+            v = getattr(v, "value", v)
+            if v is None or not math.isfinite(float(v)):
+                return None
+            vals.append(float(v))
+        return vals[0], vals[1]
+
+    found = [(xy(p), p) for p in points]
+    found = [(c, p) for c, p in found if c is not None]
+    front = []
+    for i, (c, p) in enumerate(found):
+        dominated = any(
+            (o[0] >= c[0] and o[1] >= c[1]) and (o != c or j < i)
+            for j, (o, _) in enumerate(found)
+            if j != i
+        )
+        if not dominated:
+            front.append((c, p))
+    return [p for _, p in sorted(front, key=lambda cp: (cp[0][0], -cp[0][1]))]
+
+
+def search_capacity(
+    passes: Callable[[int], bool],
+    max_concurrency: int,
+    *,
+    remeasure: int = 1,
+    min_concurrency: int = 1,
+) -> tuple[int, bool]:
+    """The highest concurrency in ``[min_concurrency, max_concurrency]`` that passes, found by
+    doubling (bracket), bisecting, and re-measuring either side of the boundary ``remeasure``
+    more times (a concurrency passes when more than half of its measurements pass). Returns
+    ``(capacity, capped)``: capacity 0 when ``min_concurrency`` fails; ``capped`` when
+    ``max_concurrency`` passes (the real capacity may be higher)."""
+    votes: dict[int, list[bool]] = {}
+
+    def verdict(c: int) -> bool:
+        v = votes[c]
+        return sum(v) * 2 > len(v)
+
+    def measure(c: int) -> bool:
+        votes.setdefault(c, []).append(bool(passes(c)))
+        return verdict(c)
+
+    none = min_concurrency - 1  # lo when nothing has passed
+    lo, hi = none, None  # highest concurrency that passes; lowest that fails (None: none yet)
+
+    def bracket(c: int) -> None:
+        nonlocal lo, hi
+        while True:
+            if measure(c):
+                lo = c
+                if c >= max_concurrency:
+                    return
+                c = min(c * 2, max_concurrency)
+            else:
+                hi = c
+                return
+
+    bracket(min_concurrency)
+    for _ in range(64):  # bisect, re-measure the boundary, again while it moves
+        while hi is not None and hi - lo > 1:
+            mid = (lo + hi) // 2
+            if measure(mid):
+                lo = mid
+            else:
+                hi = mid
+        for c in (lo, hi):
+            if c is not None and c > none:
+                while len(votes[c]) < 1 + remeasure:
+                    measure(c)
+        if lo > none and not verdict(lo):  # the pass did not hold: look lower
+            hi = lo
+            lo = max((k for k in votes if k < lo and verdict(k)), default=none)
+        elif hi is not None and verdict(hi):  # the fail did not hold: look higher
+            lo = hi
+            hi = min((k for k in votes if k > lo and not verdict(k)), default=None)
+            if hi is None and lo < max_concurrency:
+                bracket(min(lo * 2, max_concurrency))
+        else:
+            break
+    capacity = lo if lo > none else 0
+    return capacity, capacity == max_concurrency
+
+
+# --- driving ServeBench -----------------------------------------------------------------------
+
+
+def settings_for(
+    concurrency: Any, request_rate: Any, shapes: Any, input_len: int, output_len: int
+) -> list[Setting]:
+    """The points of a sweep: exactly one of the three is a list (the axis); the others are
+    one value each (concurrency None: no cap; request_rate inf: as fast as the cap allows)."""
+
+    def is_list(v: Any) -> bool:
+        return isinstance(v, list | tuple | range)
+
+    axes = [n for n, v in (("concurrency", concurrency), ("request_rate", request_rate),
+                           ("shapes", shapes)) if is_list(v)]  # fmt: skip
+    if len(axes) != 1:
+        raise GpubenchError(
+            "give exactly one list to sweep over: concurrency=[1, 2, 4, ...], "
+            "request_rate=[1.0, 2.0, ...] or shapes=[(input_len, output_len), ...]"
+            + (f" (got lists for {', '.join(axes)})" if axes else "")
+        )
+    axis = axes[0]
+    values = list(locals()[axis] if axis != "shapes" else shapes)
+    if not values:
+        raise GpubenchError(f"{axis} must list at least one setting")
+    rate = None if is_list(request_rate) else request_rate
+    if rate is not None and math.isinf(float(rate)):
+        rate = None
+    out = []
+    for v in values:
+        if axis == "concurrency":
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise GpubenchError(f"concurrency=[...] must hold whole numbers >= 1, got {v!r}")
+            out.append(Setting(v, rate, input_len, output_len, "concurrency"))
+        elif axis == "request_rate":
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+                raise GpubenchError(f"request_rate=[...] must hold rates > 0 req/s, got {v!r}")
+            r = None if math.isinf(float(v)) else float(v)
+            out.append(Setting(concurrency, r, input_len, output_len, "request_rate"))
+        else:
+            ok = (
+                isinstance(v, list | tuple)
+                and len(v) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
+            )
+            if not ok:
+                raise GpubenchError(
+                    f"shapes=[...] must hold (input_len, output_len) pairs of whole numbers, "
+                    f"got {v!r}"
+                )
+            out.append(Setting(concurrency, rate, int(v[0]), int(v[1]), "shape"))
+    labels = [s.label for s in out]
+    if len(set(labels)) != len(labels):
+        raise GpubenchError(f"{axis} lists a setting twice: {labels}")
+    if axis != "shapes":
+        key = (lambda s: s.concurrency) if axis == "concurrency" else (lambda s: s.request_rate)
+        out.sort(key=lambda s: math.inf if key(s) is None else key(s))
+    return out
+
+
+def prompts_for(setting: Setting, prompts_per_user: int, min_prompts: int) -> int:
+    """Requests at one point: ``prompts_per_user`` per stream at a concurrency, that many
+    seconds of arrivals at a request rate, never fewer than ``min_prompts``."""
+    if setting.axis == "request_rate" and setting.request_rate is not None:
+        n = math.ceil(prompts_per_user * setting.request_rate)
+    else:
+        n = prompts_per_user * (setting.concurrency or 1)
+    return max(min_prompts, n)
+
+
+def warmups_for(setting: Setting, warmups: int | None) -> int:
+    """Warm-ups before a point: as given, else one per stream (every slot warm)."""
+    if warmups is not None:
+        return warmups
+    if setting.concurrency:
+        return setting.concurrency
+    return min(8, max(1, math.ceil(setting.request_rate or 1)))
+
+
+class Sweeper:
+    """Runs points through a ``ServeBench`` inside one timed round, on one client."""
+
+    def __init__(self, bench: Any, server: Any, args: Mapping[str, Any], pool: int) -> None:
+        self.bench = bench
+        self.server = server
+        self.args = dict(args)
+        self.pool = pool  # the most streams any point opens
+        self.gpus = max(int(getattr(bench.gpubench.profile, "gpu_count", 1) or 1), 1)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client: Any = None
+        self.plans: dict[Setting, Any] = {}
+        self.first_plan: Any = None
+
+    def plan(self, setting: Setting, num_prompts: int, warmups: int) -> Any:
+        """The ``ServePlan`` of one point (built once; re-measuring reuses its requests)."""
+        if setting not in self.plans:
+            from pytest_gpubench.serving.arguments import check_serve
+
+            a = {
+                **self.args,
+                "concurrency": setting.concurrency,
+                "request_rate": math.inf if setting.request_rate is None else setting.request_rate,
+                "input_len": setting.input_len,
+                "output_len": setting.output_len,
+                "num_prompts": num_prompts,
+                "warmups": warmups,
+            }
+            check_serve(a)
+            self.plans[setting] = self.bench._plan(self.server, a)
+            if self.first_plan is None:
+                self.first_plan = self.plans[setting]
+        return self.plans[setting]
+
+    def measure(self, setting: Setting, plan: Any, bar: Any = None) -> SweepPoint:
+        assert self.loop is not None
+        if self.client is None:
+            self.client = self.bench._client(plan, self.loop, self.pool)
+        self.bench._warm_up(plan, self.loop, self.client)
+        run = self.bench._run_once(plan, self.loop, self.client, bar)
+        metrics = self.bench._metrics([run], plan.slo_ms, plan.ignore_eos, None)
+        metrics.update(self.bench._plugin_metrics([run], metrics))
+        from pytest_gpubench.serving.bench import ServeResult
+
+        result = ServeResult(metrics, [run], dict(plan.info))
+        return SweepPoint(
+            setting.concurrency,
+            setting.request_rate,
+            setting.input_len,
+            setting.output_len,
+            point_metrics(metrics, self.gpus),
+            label=setting.label,
+            num_prompts=len(plan.specs),
+            warmups=len(plan.warm_specs),
+            steady=steady_state(run.results, setting.concurrency),
+            result=result,
+        )
+
+    def __enter__(self) -> Sweeper:
+        self.loop = asyncio.new_event_loop()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self.loop is not None
+        try:
+            if self.client is not None:
+                self.loop.run_until_complete(self.client.aclose())
+        finally:
+            self.loop.close()

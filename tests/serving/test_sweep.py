@@ -1,0 +1,291 @@
+"""``serve_bench.sweep`` and ``serve_bench.capacity``: the pure parts (saturation, SLO checks,
+the capacity search, the Pareto frontier) on hand-made data, and both calls end to end
+against the stub with ``--max-streams 3``.
+
+The stub stands in for an engine with K decode slots at a fixed speed, because the expected
+answers must be exact (capacity K, throughput flat after K streams) whatever the machine's
+load: its pacing is a fixed schedule (20 ms to the first token, then 60 tokens/s per stream),
+a request takes ~0.52 s, and a queued one waits a whole request, far beyond the 100 ms margin
+the TTFT SLO leaves over the unqueued 20 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.results.baseline import compare_metrics, from_document
+from pytest_gpubench.serving import sweep as sw
+from pytest_gpubench.serving.metrics import metric
+
+
+def m(name: str, value: float, **spread: float) -> Metric:
+    return metric(name, value, spread)
+
+
+class P:
+    """A hand-made point."""
+
+    def __init__(self, name: str, per_user: float, per_gpu: float) -> None:
+        self.name = name
+        self.metrics = {
+            "output_tok_s_per_user": m("output_tok_s_per_user", per_user),
+            "output_tok_s_per_gpu": m("output_tok_s_per_gpu", per_gpu),
+        }
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def test_pareto_frontier_keeps_the_points_nothing_beats_on_both_axes() -> None:
+    points = [
+        P("c1", 60, 60),
+        P("c2", 58, 115),
+        P("dominated", 50, 100),  # c2 is faster per user and per GPU
+        P("c4", 40, 160),
+        P("c8", 20, 160),  # as much per GPU as c4, slower per user
+        P("c16", 10, 170),
+    ]
+    front = sw.pareto_frontier(points)
+    assert [p.name for p in front] == ["c16", "c4", "c2", "c1"]
+
+
+def test_pareto_frontier_equal_points_and_missing_numbers() -> None:
+    a, b = P("a", 10, 10), P("b", 10, 10)
+    lone = P("none", 5, 5)
+    del lone.metrics["output_tok_s_per_gpu"]
+    assert sw.pareto_frontier([a, b, lone]) == [a]
+    assert sw.pareto_frontier([]) == []
+
+
+def test_saturated_needs_flat_throughput_and_rising_latency() -> None:
+    before = {"output_tok_s": m("output_tok_s", 100), "e2el_ms": m("e2el_ms", 500)}
+    flat_slow = {"output_tok_s": m("output_tok_s", 104), "e2el_ms": m("e2el_ms", 1000)}
+    rising = {"output_tok_s": m("output_tok_s", 190), "e2el_ms": m("e2el_ms", 520)}
+    flat_fast = {"output_tok_s": m("output_tok_s", 101), "e2el_ms": m("e2el_ms", 505)}
+    noisy = {  # +25% but its own interval is +-30%: within noise
+        "output_tok_s": m("output_tok_s", 125, ci95_low=87.5, ci95_high=162.5),
+        "e2el_ms": m("e2el_ms", 900),
+    }
+    assert sw.saturated(before, flat_slow)
+    assert not sw.saturated(before, rising)
+    assert not sw.saturated(before, flat_fast)
+    assert sw.saturated(before, noisy)
+    assert not sw.saturated({}, flat_slow)
+
+
+def test_meets_reads_the_percentile_and_the_errors() -> None:
+    point = {
+        "ttft_ms": m("ttft_ms", 80, p50=50, p90=150, p99=400),
+        "tpot_ms": m("tpot_ms", 20, p90=25),
+        "error_rate": m("error_rate", 0.0),
+    }
+    assert sw.meets(point, {"ttft_ms": 200, "tpot_ms": 30}, 90)
+    assert not sw.meets(point, {"ttft_ms": 200}, 99)
+    assert not sw.meets(point, {"ttft_ms": 100}, 90)
+    assert not sw.meets(point, {"e2el_ms": 1000}, 90)  # not measured: not met
+    failing = {**point, "error_rate": m("error_rate", 0.2)}
+    assert not sw.meets(failing, {"ttft_ms": 200}, 90)
+    with pytest.raises(GpubenchError, match="percentile must be one of"):
+        sw.check_percentile(80)
+
+
+def _search(capacity: int, max_c: int, flips: dict[int, list[bool]] | None = None, **kw):
+    asked: list[int] = []
+    flips = {k: list(v) for k, v in (flips or {}).items()}
+
+    def passes(c: int) -> bool:
+        asked.append(c)
+        if flips.get(c):
+            return flips[c].pop(0)
+        return c <= capacity
+
+    return sw.search_capacity(passes, max_c, **kw), asked
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 3, 5, 7, 12, 31, 32])
+def test_capacity_search_finds_the_boundary(capacity: int) -> None:
+    (found, capped), asked = _search(capacity, 32)
+    assert found == capacity
+    assert capped == (capacity == 32)
+    assert asked.count(capacity) == 2  # re-measured
+    if capacity < 32:
+        assert asked.count(capacity + 1) == 2
+    assert len(asked) <= 2 * math.log2(32) + 4
+
+
+def test_capacity_search_bracket_then_bisect_order() -> None:
+    (found, _), asked = _search(5, 64)
+    assert found == 5
+    assert asked == [1, 2, 4, 8, 6, 5, 5, 6]
+
+
+def test_capacity_search_nothing_passes_and_lower_bound() -> None:
+    (found, capped), asked = _search(0, 16)
+    assert (found, capped) == (0, False)
+    assert asked == [1, 1]  # the failing boundary re-measured
+    (found, _), asked = _search(10, 16, min_concurrency=4)
+    assert found == 10 and asked[0] == 4
+
+
+def test_capacity_search_a_boundary_that_does_not_hold_moves() -> None:
+    # 6 passed once by luck; its re-measurements fail, so the answer moves down to 5
+    (found, _), asked = _search(5, 8, flips={6: [True, False, False]}, remeasure=2)
+    assert found == 5
+    assert asked.count(6) == 3 and asked.count(5) == 3
+    # 4 failed once by bad luck, then passes twice: the boundary moves up to the real 6
+    (found, _), asked = _search(6, 8, flips={4: [False, True, True]}, remeasure=2)
+    assert found == 6
+
+
+def test_settings_and_prompts_per_point() -> None:
+    s = sw.settings_for([8, 1, 4], math.inf, None, 100, 20)
+    assert [x.concurrency for x in s] == [1, 4, 8] and s[0].label == "c1"
+    r = sw.settings_for(None, [2.5, 1], None, 100, 20)
+    assert [x.label for x in r] == ["r1", "r2.5"]
+    shapes = sw.settings_for(4, math.inf, [(1000, 300), (128, 32)], 1, 1)
+    assert [x.label for x in shapes] == ["i1000o300", "i128o32"]
+    assert sw.prompts_for(s[2], 4, 8) == 32 and sw.prompts_for(s[0], 4, 8) == 8
+    assert sw.prompts_for(r[1], 4, 8) == 10
+    assert sw.warmups_for(s[2], None) == 8 and sw.warmups_for(s[2], 0) == 0
+    with pytest.raises(GpubenchError, match="exactly one list"):
+        sw.settings_for([1, 2], [1.0], None, 1, 1)
+    with pytest.raises(GpubenchError, match="exactly one list"):
+        sw.settings_for(1, math.inf, None, 1, 1)
+    with pytest.raises(GpubenchError, match="whole numbers >= 1"):
+        sw.settings_for([1, 0], math.inf, None, 1, 1)
+    with pytest.raises(GpubenchError, match="pairs"):
+        sw.settings_for(1, math.inf, [(10,)], 1, 1)
+
+
+def test_point_metrics_per_user_and_per_gpu() -> None:
+    base = {
+        "tpot_ms": m("tpot_ms", 20.0, n=4),
+        "output_tok_s": m("output_tok_s", 400.0, ci95_low=380, ci95_high=420),
+    }
+    out = sw.point_metrics(base, gpus=4)
+    assert out["output_tok_s_per_user"].value == pytest.approx(50.0)
+    assert out["output_tok_s_per_gpu"].value == pytest.approx(100.0)
+    assert out["output_tok_s_per_gpu"].spread["ci95_low"] == pytest.approx(95.0)
+    assert sw.named(out["output_tok_s"], "c4").name == "output_tok_s.c4"
+
+
+SWEEP_FILE = """
+import pytest
+from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+
+@dataclass
+class Server:
+    base_url: str
+    model: str = "stub-model"
+    engine: Engine = Engine("llamacpp")
+
+URL = {url!r}
+WORKLOAD = dict(input_len=16, output_len=30, prompts_per_user=2, min_prompts=2)
+
+def test_sweep(serve_bench):
+    r = serve_bench.sweep(Server(URL), concurrency=[1, 2, 3, 6, 12], **WORKLOAD)
+    print("SWEEP", [(p.concurrency, round(p["output_tok_s"], 1), round(p["ttft_ms"], 1),
+                     round(p["e2el_ms"], 1), p.saturated) for p in r.points])
+    assert r.stopped_by == "saturation"
+
+def test_capacity(serve_bench):
+    r = serve_bench.capacity(Server(URL), slo={{"ttft_ms": 120}}, percentile=90,
+                             max_concurrency=6, **WORKLOAD)
+    p90 = [(p.concurrency, round(p.metrics["ttft_ms"].spread["p90"], 1)) for p in r.points]
+    print("CAPACITY", r.max_concurrency, p90)
+    assert r.max_concurrency == 3
+"""
+
+
+def test_sweep_and_capacity_against_k_streams(pytester, start_stub) -> None:
+    stub = start_stub("--max-streams", "3", "--ttft-ms", "20", "--tokens-per-s", "60")
+    pytester.makepyfile(SWEEP_FILE.format(url=stub.base_url))
+    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu", "-s")
+    out = result.stdout.str()
+    result.assert_outcomes(passed=2)
+    data = json.loads((pytester.path / "out.json").read_text())
+    sweep_entry, capacity_entry = data["benchmarks"]
+
+    # the sweep: tokens/s rises to 3 streams' worth, then stays flat; it stopped at 6
+    points = sweep_entry["extra_info"]["sweep"]["points"]
+    assert [p["concurrency"] for p in points] == [1, 2, 3, 6], out
+    tok = [p["metrics"]["output_tok_s"]["value"] for p in points]
+    one_stream = 30 / (0.020 + 29 / 60)  # tokens per request / seconds per request
+    assert 0.75 * one_stream < tok[0] < 1.1 * one_stream, out
+    assert 1.7 < tok[1] / tok[0] < 2.3, out
+    assert 2.5 < tok[2] / tok[0] < 3.4, out
+    assert 0.85 < tok[3] / tok[2] < 1.15, out
+    assert points[3]["saturated"] and not points[2]["saturated"]
+    # queued requests wait: latency doubles from 3 to 6 streams
+    e2el = [p["metrics"]["e2el_ms"]["value"] for p in points]
+    assert e2el[3] > 1.5 * e2el[2], out
+    for p in points:
+        per_user = p["metrics"]["output_tok_s_per_user"]["value"]
+        assert 50 < per_user < 62, out  # each stream at the stub's 60 tok/s
+        per_gpu = p["metrics"]["output_tok_s_per_gpu"]["value"]
+        assert per_gpu == pytest.approx(p["metrics"]["output_tok_s"]["value"])  # cpu: one
+        assert p["num_prompts"] == max(2, 2 * p["concurrency"])
+        assert p["warmups"] == p["concurrency"]
+        assert 0 < p["steady"]["full_fraction"] <= 1
+    metrics = sweep_entry["extra_info"]["metrics"]
+    for label in ("c1", "c2", "c3", "c6"):
+        for name in ("output_tok_s", "output_tok_s_per_user", "output_tok_s_per_gpu", "ttft_ms"):
+            assert f"{name}.{label}" in metrics
+    assert "output_tok_s.c12" not in metrics
+    assert sweep_entry["stats"]["rounds"] == 1
+
+    # capacity: 3, bracketed (1, 2, 4), bisected (3), the boundary re-measured (3, 4)
+    cap = capacity_entry["extra_info"]["capacity"]
+    assert capacity_entry["extra_info"]["metrics"]["capacity_users"]["value"] == 3
+    assert capacity_entry["extra_info"]["metrics"]["capacity_users"]["higher_is_better"]
+    assert [p["concurrency"] for p in cap["points"]] == [1, 2, 4, 3, 3, 4], out
+    assert [p["meets_slo"] for p in cap["points"]] == [True, True, False, True, True, False]
+
+    # baselines gate each point: the file loads as a baseline, and a slower c3 is a regression
+    base = from_document(pytester.path / "out.json", data)
+    entry = base.entries[next(k for k in base.entries if k.endswith("test_sweep"))]
+    slower = dict(entry.metrics)
+    c3 = entry.metrics["output_tok_s.c3"]
+    slower["output_tok_s.c3"] = Metric(c3.name, c3.value * 0.5, c3.unit, True)
+    findings = {f.metric: f for f in compare_metrics(slower, entry.metrics, {}, 0.1)}
+    assert findings["output_tok_s.c3"].verdict == "suspect"
+    assert findings["output_tok_s.c1"].verdict == "ok"
+    cap_entry = base.entries[next(k for k in base.entries if k.endswith("test_capacity"))]
+    fewer = {"capacity_users": Metric("capacity_users", 2, "users", True)}
+    (finding,) = compare_metrics(fewer, cap_entry.metrics, {}, 0.1)
+    assert finding.verdict == "suspect"
+
+
+def test_sweep_arguments_fail_with_one_line(pytester, stub_server) -> None:
+    pytester.makepyfile(
+        SWEEP_FILE.split("WORKLOAD")[0].format(url=stub_server.base_url)
+        + """
+def test_two_axes(serve_bench):
+    serve_bench.sweep(Server(URL), concurrency=[1, 2], request_rate=[1.0])
+
+def test_rounds(serve_bench):
+    serve_bench.sweep(Server(URL), concurrency=[1, 2], rounds=3)
+
+def test_no_slo(serve_bench):
+    serve_bench.capacity(Server(URL), slo={})
+"""
+    )
+    result = pytester.runpytest("--device=cpu")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*serve_bench.sweep: give exactly one list*",
+            "*serve_bench.sweep: rounds is not a sweep argument*",
+            "*serve_bench.capacity: slo must name at least one limit*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
