@@ -168,6 +168,8 @@ class ServeResult:
 
 
 class ServeBench:
+    result_type = ServeResult  # what one run returns (serving/sweep.py builds its points' with it)
+
     def __init__(
         self,
         gpubench: GpuBench,

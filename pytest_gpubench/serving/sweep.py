@@ -476,9 +476,8 @@ class Sweeper:
         run = self.bench._run_once(plan, self.loop, self.client, bar)
         metrics = self.bench._metrics([run], plan.slo_ms, plan.ignore_eos, None)
         metrics.update(self.bench._plugin_metrics([run], metrics))
-        from pytest_gpubench.serving.bench import ServeResult
-
-        result = ServeResult(metrics, [run], dict(plan.info))
+        # the bench's own result type: importing it here would make bench <-> sweep a cycle
+        result = self.bench.result_type(metrics, [run], dict(plan.info))
         return SweepPoint(
             setting.concurrency,
             setting.request_rate,
