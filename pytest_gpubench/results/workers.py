@@ -94,9 +94,10 @@ def check_gpu_count(config: pytest.Config, device: SelectedDevice) -> None:
             f"(one worker per GPU; {count} here)"
         )
     if workers > count:
+        fewer = f"run with -n {count}" if count else "it needs a machine with GPUs"
         raise GpubenchError(
             f"--gpubench-gpu-per-worker: -n {workers} starts {workers} workers but "
-            f"{device.name} has {count} GPU{'s' if count != 1 else ''}; run with -n {count}"
+            f"{device.name} has {count} GPU{'s' if count != 1 else ''}; {fewer}"
         )
 
 
