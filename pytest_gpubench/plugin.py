@@ -49,7 +49,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
     if workers.xdist_missing(parser):  # `-n 2` without pytest-xdist: say what to install
-        parser.getgroup("gpubench").addoption(
+        parser.getgroup("gpubench")._addoption(  # as xdist does: -n is lowercase
             "-n", "--numprocesses", dest="gpubench_no_xdist", default=None, help=NO_XDIST
         )
 
@@ -240,7 +240,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             for line in lines:
                 terminalreporter.write_line(line)
     verbosity = config.get_verbosity()
-    sections = results_section(records(config), run.device, verbosity, run.merged.gpus)
+    sections = results_section(
+        records(config), run.device, verbosity, run.merged.gpus, workers.is_controller(config)
+    )
     sections += did_not_fit_section(run.verdicts.values(), run.device, verbosity)
     for title, lines in sections:
         if title:

@@ -32,8 +32,10 @@ def results_section(
     device: SelectedDevice,
     verbosity: int,
     gpus: Mapping[str, Mapping[str, Any]] | None = None,
+    xdist: bool = False,
 ) -> list[Section]:
-    """``gpus``: under --gpubench-gpu-per-worker, each xdist worker's GPU."""
+    """``gpus``: under --gpubench-gpu-per-worker, each xdist worker's GPU; ``xdist``: the
+    workers' results, with no pytest-benchmark table above (it prints none under -n)."""
     table = results_lines(recorded)
     if not table:
         return []
@@ -51,7 +53,7 @@ def results_section(
         "(pytest-benchmark's table above times whole rounds in seconds; this one gives each "
         "benchmark's own metrics per unit of work)"
     ]
-    return [(title, table + ([] if verbosity < 0 else note))]
+    return [(title, table + ([] if verbosity < 0 or xdist else note))]
 
 
 def did_not_fit_section(

@@ -182,3 +182,19 @@ def test_gpu_per_worker_refuses_more_workers_than_gpus(
     result.stderr.fnmatch_lines(["*-n 3 starts 3 workers but rtx4090+rtx5070ti has 2 GPUs*"])
     alone = pytester.runpytest_subprocess("--device=auto", "--gpubench-gpu-per-worker")
     alone.stderr.fnmatch_lines(["*--gpubench-gpu-per-worker needs pytest-xdist workers*"])
+
+
+def test_n_without_pytest_xdist_says_what_to_install(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-xdist is installed here: the run blocks its plugin and hides the package."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "xdist" else real(name, *a)
+    )
+    pytester.makepyfile(test_p="def test_x(): pass")
+    result = pytester.runpytest("-p", "no:xdist", "-p", "no:xdist.looponfail", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*-n needs pytest-xdist, which is not installed: pip install*"])
