@@ -76,6 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
         device = select_device(settings.device, settings.device_source, profiles, detect())
         baselines = baseline_run.prepare(settings, profiles, device)
         gpu: dict = {}
+        if settings.plan and workers.is_controller(config):
+            workers.run_serially(config)  # the plan runs nothing: collect here, not in workers
         if config.getoption("gpubench_no_xdist", None) is not None:
             raise GpubenchError(
                 "-n needs pytest-xdist, which is not installed: pip install pytest-xdist "

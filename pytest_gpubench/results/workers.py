@@ -52,6 +52,14 @@ def worker_count(config: pytest.Config) -> int:
     return len(config.getoption("tx", None) or []) if is_controller(config) else 0
 
 
+def run_serially(config: pytest.Config) -> None:
+    """Turn -n off (before xdist's own configure, which would start the workers): for
+    --gpubench-plan, which only collects, and whose table needs the collected items here."""
+    config.option.dist = "no"
+    config.option.tx = []
+    config.option.numprocesses = 0
+
+
 def pin(config: pytest.Config, device: SelectedDevice) -> tuple[SelectedDevice, dict[str, Any]]:
     """On worker gwN: make GPU N the only one CUDA sees and judge against it alone.
 

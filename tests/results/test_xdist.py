@@ -198,3 +198,9 @@ def test_n_without_pytest_xdist_says_what_to_install(
     result = pytester.runpytest("-p", "no:xdist", "-p", "no:xdist.looponfail", "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*-n needs pytest-xdist, which is not installed: pip install*"])
+
+
+def test_plan_under_xdist_collects_on_the_controller(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=TESTS)
+    result = pytester.runpytest("--device=cpu", "-n", "2", "--gpubench-plan")
+    result.stdout.fnmatch_lines(["plan for cpu *: 4 of 5 benchmarks would run"])
