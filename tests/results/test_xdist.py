@@ -133,12 +133,23 @@ PINNED = """
 import os
 import pytest
 
+from pytest_gpubench.bench.telemetry import Sampler
+
+def _bench(gpubench):
+    gpubench.time(lambda: None, rounds=1, warmup_rounds=0)
+    gpubench.benchmark.extra_info["seen"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    gpubench.benchmark.extra_info["telemetry_gpu"] = Sampler().gpu_index
+    gpubench.metric("tok_s", 1.0, "tok/s", True, headline=True)
+
+# first: xdist's first round sends these alternately to gw0 and gw1, so both measure some
+@pytest.mark.parametrize("i", range(4))
+def test_small(gpubench, i):
+    _bench(gpubench)
+
 @pytest.mark.parametrize("i", range(4))
 @pytest.mark.needs_vram(20)
 def test_pinned(gpubench, i):
-    gpubench.time(lambda: None, rounds=1, warmup_rounds=0)
-    gpubench.benchmark.extra_info["seen"] = os.environ["CUDA_VISIBLE_DEVICES"]
-    gpubench.metric("tok_s", 1.0, "tok/s", True, headline=True)
+    _bench(gpubench)
 """
 
 TWO_GPUS = "NVIDIA GeForce RTX 4090|24564|8.9;NVIDIA GeForce RTX 5070 Ti|16303|12.0"
@@ -158,14 +169,22 @@ def test_gpu_per_worker_pins_each_worker_and_judges_fit_on_its_gpu(
     out = result.stdout.str()
     assert "gpubench: one GPU per worker" in out, out
     outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) + outcomes.get("skipped", 0) == 4, out
+    assert outcomes.get("passed", 0) + outcomes.get("skipped", 0) == 8, out
     doc = json.loads((pytester.path / "baselines" / "rtx4090+rtx5070ti.json").read_text())
-    for bench in doc["benchmarks"]:  # what ran, ran on the 4090 alone
+    for bench in doc["benchmarks"]:  # each on its worker's GPU, telemetry read from that GPU
         gpu = bench["extra_info"]["gpu"]
-        assert gpu["worker"] == "gw0" and gpu["index"] == 0 and gpu["profile"] == "rtx4090"
-        assert bench["extra_info"]["seen"] == "0" and "4090" in gpu["name"]
+        assert gpu["index"] == int(gpu["worker"][2:]), gpu
+        assert (
+            bench["extra_info"]["seen"]
+            == str(gpu["index"])
+            == str(bench["extra_info"]["telemetry_gpu"])
+        )
+        assert gpu["profile"] == ["rtx4090", "rtx5070ti"][gpu["index"]]
+        if "test_pinned" in bench["fullname"]:  # 20 GiB: ran on the 4090 alone
+            assert gpu["worker"] == "gw0" and "4090" in gpu["name"]
     skipped = doc["gpubench"]["skipped"]
-    assert len(doc["benchmarks"]) + len(skipped) == 4
+    assert len(doc["benchmarks"]) + len(skipped) == 8
+    assert {b["extra_info"]["gpu"]["worker"] for b in doc["benchmarks"]} == {"gw0", "gw1"}
     for why in skipped.values():  # what was skipped, was judged against the 5070 Ti alone
         assert why["did_not_fit"] and why["available_gib"] < 16, why
     if doc["benchmarks"]:
