@@ -21,7 +21,7 @@ from pytest_gpubench.report.baseline_report import baseline_lines, comparison_li
 from pytest_gpubench.report.fit_report import plan_lines
 from pytest_gpubench.report.progress_sink import terminal_sink
 from pytest_gpubench.report.summary import did_not_fit_section, results_section
-from pytest_gpubench.results import baseline_run, confirm, locations
+from pytest_gpubench.results import baseline_run, confirm, locations, workers
 from pytest_gpubench.results.record import forget, gpu_machine_info, records
 from pytest_gpubench.selection import markers
 from pytest_gpubench.selection.fit import Verdict, judge
@@ -48,6 +48,13 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(trylast=True)  # after other plugins: leave them the spellings they own
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+    if workers.xdist_missing(parser):  # `-n 2` without pytest-xdist: say what to install
+        parser.getgroup("gpubench")._addoption(  # as xdist does: -n is lowercase
+            "-n", "--numprocesses", dest="gpubench_no_xdist", default=None, help=NO_XDIST
+        )
+
+
+NO_XDIST = "pytest-xdist is not installed: pip install pytest-xdist to run tests in parallel"
 
 
 ENGINE_SCOPE = pytest.StashKey[registry.Scope]()
@@ -68,6 +75,18 @@ def pytest_configure(config: pytest.Config) -> None:
         profiles = load_profiles(settings.profiles_file, added)
         device = select_device(settings.device, settings.device_source, profiles, detect())
         baselines = baseline_run.prepare(settings, profiles, device)
+        gpu: dict = {}
+        if settings.plan and workers.is_controller(config):
+            workers.run_serially(config)  # the plan runs nothing: collect here, not in workers
+        if config.getoption("gpubench_no_xdist", None) is not None:
+            raise GpubenchError(
+                "-n needs pytest-xdist, which is not installed: pip install pytest-xdist "
+                "(or pytest-gpubench[xdist])"
+            )
+        if settings.gpu_per_worker and workers.worker_id(config) is None:
+            workers.check_gpu_count(config, device)
+        elif settings.gpu_per_worker:  # after prepare: the whole machine names the baselines
+            device, gpu = workers.pin(config, device)
     except GpubenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     for line in markers.marker_lines(profiles):
@@ -77,13 +96,15 @@ def pytest_configure(config: pytest.Config) -> None:
         locations.hardware_slug(profiles, device)
     )
     machine_id.install()
-    config.stash[STATE] = RunState(settings, profiles, device, baselines)
+    config.stash[STATE] = RunState(settings, profiles, device, baselines, gpu=gpu)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Progress lines through pytest's terminal reporter, on a terminal and not under -q."""
     config = session.config
     progress.install(terminal_sink(config, state(config).settings.progress))
+    if workers.worker_id(config) is not None:
+        workers.enable_benchmarks(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -105,7 +126,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
     if dev.mismatch:
         lines.append(f"gpubench: WARNING {dev.mismatch}")
-    return lines
+    return lines + workers.header_lines(config, run.settings.gpu_per_worker, dev)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -183,11 +204,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     run = state(session.config)
+    if workers.worker_id(session.config) is not None:  # the controller saves, once
+        workers.pack(session.config, session.items, run.baselines, run.verdicts, run.gpu)
+        return
     try:
         saved = baseline_run.save(session.config, run.baselines, run.device, run.verdicts)
     except GpubenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     run.saved_baseline = str(saved or "")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist, on the controller: merge what a finished worker measured."""
+    run = state(node.config)
+    run.merged.add(node.config, run.baselines, run.verdicts, getattr(node, "workeroutput", None))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` with --gpubench-gpu-per-worker: one worker per GPU."""
+    if not config.getoption("gpubench_gpu_per_worker", None):
+        return None
+    return workers.gpu_count(detect()) or None
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -203,7 +242,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             for line in lines:
                 terminalreporter.write_line(line)
     verbosity = config.get_verbosity()
-    sections = results_section(records(config), run.device, verbosity)
+    sections = results_section(
+        records(config), run.device, verbosity, run.merged.gpus, workers.is_controller(config)
+    )
     sections += did_not_fit_section(run.verdicts.values(), run.device, verbosity)
     for title, lines in sections:
         if title:

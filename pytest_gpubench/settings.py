@@ -126,6 +126,17 @@ OPTIONS: tuple[Option, ...] = (
         is_flag=True,
     ),
     Option(
+        "gpubench_gpu_per_worker",
+        ("--gpubench-gpu-per-worker",),
+        None,
+        None,
+        False,
+        "with pytest-xdist (-n N): pin worker gwN to GPU N (CUDA_VISIBLE_DEVICES), judge its "
+        "fit against that one GPU and record the GPU with each result; -n auto starts one "
+        "worker per GPU",
+        is_flag=True,
+    ),
+    Option(
         "gpubench_compare_to",
         ("--gpubench-compare-to",),
         None,
@@ -233,6 +244,7 @@ class Settings:
     max_error_rate: float = 0.0
     progress: str = "auto"
     confirm_runs: int = 1
+    gpu_per_worker: bool = False
 
 
 def plugin_defining(flag: str) -> str | None:
@@ -379,6 +391,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         weights=str(weights),
         images=images,
         confirm_runs=_confirm_runs(config, by_dest),
+        gpu_per_worker=bool(config.getoption("gpubench_gpu_per_worker", default=None)),
         **_server_settings(config, by_dest),
         **_serving_settings(config, by_dest),
     )

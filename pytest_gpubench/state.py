@@ -14,6 +14,7 @@ from pytest_gpubench.bench.ceilings import Ceilings
 from pytest_gpubench.bench.ceilings import measure as measure_ceilings
 from pytest_gpubench.devices import ProfileSet, SelectedDevice
 from pytest_gpubench.results.baseline_run import BaselineRun
+from pytest_gpubench.results.workers import Merged
 from pytest_gpubench.selection.fit import Verdict
 from pytest_gpubench.settings import Settings
 
@@ -26,6 +27,8 @@ class RunState:
     baselines: BaselineRun
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     saved_baseline: str = ""
+    gpu: dict = field(default_factory=dict)  # the GPU an xdist worker is pinned to
+    merged: Merged = field(default_factory=Merged)  # on the xdist controller: the workers'
     _ceilings: list[Ceilings | None] = field(default_factory=list)
 
     def ceilings(self) -> Ceilings | None:

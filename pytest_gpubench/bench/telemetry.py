@@ -108,12 +108,24 @@ def _host_rss_gib() -> float | None:
         return None
 
 
+def cuda_gpu_index() -> int:
+    """NVML's index of the GPU CUDA's device 0 is: the one ``CUDA_VISIBLE_DEVICES`` names when
+    it names one by number in PCI order (how --gpubench-gpu-per-worker pins an xdist worker),
+    else 0."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    if visible.isdigit() and os.environ.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID":
+        return int(visible)
+    return 0
+
+
 class Sampler:
     """Context manager: ``with Sampler() as s: ...; s.telemetry.window(t0, t1)``."""
 
-    def __init__(self, interval: float = 0.1, nvml: Any = None, gpu_index: int = 0) -> None:
+    def __init__(
+        self, interval: float = 0.1, nvml: Any = None, gpu_index: int | None = None
+    ) -> None:
         self.interval = interval
-        self.gpu_index = gpu_index
+        self.gpu_index = cuda_gpu_index() if gpu_index is None else gpu_index
         self._nvml = nvml
         self._handle: Any = None
         self._stop = threading.Event()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pytest_gpubench.devices.detect import DetectedGpu, Detection
 from pytest_gpubench.devices.profile import DeviceProfile, ProfileSet, compose
@@ -105,6 +105,22 @@ def select_device(
     return SelectedDevice(profile, requested, chosen_by, detection, mismatch)
 
 
+def one_gpu(device: SelectedDevice, index: int) -> SelectedDevice:
+    """``device`` narrowed to its GPU ``index`` (NVML's numbering): the profile of that one GPU
+    (a part of a composed profile) and only that GPU detected; used for one GPU per worker."""
+    from pytest_gpubench.errors import GpubenchError
+
+    gpus = device.detection.gpus
+    count = len(gpus) or device.profile.gpu_count
+    if index >= count:
+        raise GpubenchError(
+            f"GPU {index} is not there: {device.name} has {count} GPU{'s' if count != 1 else ''}"
+        )
+    profile = device.profile.parts[index] if device.profile.parts else device.profile
+    detection = replace(device.detection, gpus=(gpus[index],)) if gpus else device.detection
+    return replace(device, profile=profile, detection=detection)
+
+
 def describe(profile: DeviceProfile) -> str:
     """One line for headers and tables: memory, bandwidth, unified or split."""
     bits = [f"{profile.memory_gib:.1f} GiB"]
@@ -117,4 +133,4 @@ def describe(profile: DeviceProfile) -> str:
     return ", ".join(bits)
 
 
-__all__ = ["SelectedDevice", "auto_profile", "describe", "select_device"]
+__all__ = ["SelectedDevice", "auto_profile", "describe", "one_gpu", "select_device"]

@@ -14,6 +14,7 @@ the run, on Ctrl-C or SIGTERM, and when a different server is asked for.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,8 @@ SWEPT = pytest.StashKey["str | None"]()
 ENTERED = pytest.StashKey[bool]()
 INTERRUPTED_TAIL = 10
 USED = pytest.StashKey[list[Server]]()
+FROM_WORKERS = pytest.StashKey[list[str]]()  # the servers lines pytest-xdist workers sent
+WORKER_KEY = "gpubench_servers"
 MODEL_MARKER = (
     "model(id, **spec): the model this benchmark serves or runs; llm_server uses its first "
     "argument when model= is not given"
@@ -173,11 +176,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    pool = config.stash.get(POOL, None)
-    if pool is None or not pool.history:
-        return
-    terminalreporter.write_sep("-", "gpubench servers")
+def server_lines(pool: ServerPool, exitstatus: int) -> list[str]:
+    """One line per server the run started (and, interrupted, its last log lines)."""
+    lines = []
     for server in pool.history:
         ready = f"ready in {server.startup_s:.1f} s" if server.startup_s is not None else "external"
         if server.log_path:
@@ -186,11 +187,39 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             where = "no log (not started here)"
         else:  # -p no:cacheprovider and no --gpubench-log-dir: nowhere to write it
             where = "no log file (give --gpubench-log-dir to keep one)"
-        terminalreporter.write_line(
-            f"{server.engine.name} {server.model!r} ({server.launcher}) {server.base_url} "
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        lines.append(
+            (f"[{worker}] " if worker else "")
+            + f"{server.engine.name} {server.model!r} ({server.launcher}) {server.base_url} "
             f"version {server.version or '?'}, {ready}; {where}"
         )
         if exitstatus == pytest.ExitCode.INTERRUPTED and server.log is not None:
             # interrupted runs: what each server was doing when it was stopped
-            for line in server.log_tail(INTERRUPTED_TAIL):
-                terminalreporter.write_line(f"  {line}")
+            lines += [f"  {line}" for line in server.log_tail(INTERRUPTED_TAIL)]
+    return lines
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On a pytest-xdist worker: send its servers' lines to the controller, which prints them."""
+    output = getattr(session.config, "workeroutput", None)
+    pool = session.config.stash.get(POOL, None)
+    if output is not None and pool is not None:
+        output[WORKER_KEY] = server_lines(pool, exitstatus)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist, on the controller: keep a finished worker's server lines."""
+    lines = (getattr(node, "workeroutput", None) or {}).get(WORKER_KEY) or []
+    node.config.stash.setdefault(FROM_WORKERS, []).extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    pool = config.stash.get(POOL, None)
+    lines = server_lines(pool, exitstatus) if pool is not None else []
+    lines += config.stash.get(FROM_WORKERS, [])
+    if not lines:
+        return
+    terminalreporter.write_sep("-", "gpubench servers")
+    for line in lines:
+        terminalreporter.write_line(line)

@@ -7,6 +7,7 @@ so they outlive the run; errors and the terminal summary print their paths.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import threading
 import time
@@ -27,6 +28,9 @@ def log_file(log_dir: Path, engine: str, model: str, launcher: str) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model)[:60]
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    # pytest-xdist workers count from 1 each: the worker's name keeps their files apart
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    stamp += f"-{worker}" if worker else ""
     return log_dir / f"{stamp}-{next(_counter):03d}-{engine}-{safe}-{launcher}.log"
 
 

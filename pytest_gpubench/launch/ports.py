@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import psutil
@@ -9,10 +10,31 @@ import psutil
 from pytest_gpubench.errors import GpubenchError
 
 
+def worker_slot() -> tuple[int, int]:
+    """(this pytest-xdist worker's number, the worker count); (0, 1) outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    try:
+        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        return (int(worker.removeprefix("gw")), count) if worker and count > 1 else (0, 1)
+    except ValueError:
+        return 0, 1
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port free now. Under pytest-xdist worker gwK of N takes only ports with
+    ``port % N == K``: the OS may hand two workers the same just-freed port, and the worker
+    that starts its server second would find it taken."""
+    slot, count = worker_slot()
+    for _ in range(64 * count):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port % count == slot:
+            return port
+    for port in range(20000 + slot, 60000, count):  # the OS kept answering other slots
+        if port_is_free(host, port):
+            return port
+    raise GpubenchError(f"no free TCP port on {host} for pytest-xdist worker gw{slot}")
 
 
 def check_port(port: object) -> int:

@@ -66,7 +66,7 @@ def comparison_lines(
         to_text,
     )
 
-    doc = document(config, run.engines, device, verdicts)
+    doc = document(config, run.engines, device, verdicts, shipped=run.shipped)
     if doc is None:
         return ["no benchmark ran, nothing to compare"]
     current = from_document(Path(f"this run ({device.name})"), doc)

@@ -20,6 +20,7 @@ def results_lines(recorded: Iterable[Recorded]) -> list[str]:
     bounds: list[str] = []
     recorded = list(recorded)
     judged = any(entry.bound is not None for entry in recorded)
+    pinned = any(entry.gpu for entry in recorded)  # --gpubench-gpu-per-worker
     for entry in recorded:
         notes += [n for n in entry.notes if n not in notes]
         if entry.bound is not None and entry.bound.bound != "gpu":
@@ -44,9 +45,11 @@ def results_lines(recorded: Iterable[Recorded]) -> list[str]:
                     "higher" if m.higher_is_better else "lower",
                 )
                 + ((entry.bound.bound if entry.bound and i == 0 else "",) if judged else ())
+                + ((entry.gpu if i == 0 else "",) if pinned else ())
             )
     if not rows:
         return []
     header = ("test", "metric", "value", "unit", "95% CI", "n", "better")
-    table = format_table(header + (("bound",) if judged else ()), rows)
+    header += ("bound",) if judged else ()
+    table = format_table(header + (("gpu",) if pinned else ()), rows)
     return table + [f"note: {n}" for n in notes] + [f"bound: {b}" for b in bounds]

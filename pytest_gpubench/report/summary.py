@@ -5,7 +5,8 @@ One place decides what a run prints after its tests, so the terminal hook only w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from pytest_gpubench.devices.select import SelectedDevice
 from pytest_gpubench.report.fit_report import did_not_fit_lines
@@ -27,12 +28,21 @@ def measured_on(device: SelectedDevice) -> str:
 
 
 def results_section(
-    recorded: Sequence[Recorded], device: SelectedDevice, verbosity: int
+    recorded: Sequence[Recorded],
+    device: SelectedDevice,
+    verbosity: int,
+    gpus: Mapping[str, Mapping[str, Any]] | None = None,
+    xdist: bool = False,
 ) -> list[Section]:
+    """``gpus``: under --gpubench-gpu-per-worker, each xdist worker's GPU; ``xdist``: the
+    workers' results, with no pytest-benchmark table above (it prints none under -n)."""
     table = results_lines(recorded)
     if not table:
         return []
     title = f"gpubench results {measured_on(device)}"
+    if gpus:
+        pinned = ", ".join(f"{w} GPU {g['index']} {g['name']}" for w, g in sorted(gpus.items()))
+        title += f", one GPU per worker ({pinned})"
     if verbosity <= -2:
         count = sum(len(r.headline) for r in recorded)
         where = measured_on(device)
@@ -43,7 +53,7 @@ def results_section(
         "(pytest-benchmark's table above times whole rounds in seconds; this one gives each "
         "benchmark's own metrics per unit of work)"
     ]
-    return [(title, table + ([] if verbosity < 0 else note))]
+    return [(title, table + ([] if verbosity < 0 or xdist else note))]
 
 
 def did_not_fit_section(

@@ -46,6 +46,8 @@ class BaselineRun:
     written: int = 0  # entries the save wrote
     attempts: dict[str, list[list[Finding]]] = field(default_factory=dict)  # per measurement
     rerun: set[str] = field(default_factory=set)  # suspects waiting for their re-measurement
+    # pytest-benchmark's results as JSON, sent by the xdist workers (results/workers.py)
+    shipped: list[dict] = field(default_factory=list)
 
     def note(self, report: pytest.TestReport) -> None:
         """Track each test's outcome from its reports: only a test whose every phase passed
@@ -196,13 +198,16 @@ def save(
         return None
     stored = load(run.save_path) if run.save_path.exists() else None
     session = getattr(config, "_benchmarksession", None)
-    for nodeid in [b.fullname for b in getattr(session, "benchmarks", [])] + run.unfinished:
+    names = [b.fullname for b in getattr(session, "benchmarks", [])]
+    for nodeid in names + [b["fullname"] for b in run.shipped] + run.unfinished:
         reason = run.why_not_saved(nodeid)
         if reason is not None:
             run.kept[nodeid] = reason
             if stored is not None and nodeid in stored.entries:
                 run.had_entry.add(nodeid)
-    doc = document(config, run.engines, device, verdicts, keep=lambda n: n not in run.kept)
+    doc = document(
+        config, run.engines, device, verdicts, keep=lambda n: n not in run.kept, shipped=run.shipped
+    )
     if doc is None:
         return None
     write_atomic(run.save_path, merge(stored.document if stored else None, doc))

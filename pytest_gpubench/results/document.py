@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -40,15 +41,18 @@ def document(
     device: SelectedDevice,
     verdicts: dict[str, Verdict],
     keep: Callable[[str], bool] = lambda nodeid: True,
+    shipped: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any] | None:
     """This run as a baseline document, built through pytest-benchmark's own JSON hooks;
     ``engines`` are the versions of the servers that ran, ``keep`` which tests' results go
-    in (a baseline takes only those that passed)."""
+    in (a baseline takes only those that passed), ``shipped`` the results xdist workers sent
+    as JSON (results/workers.py)."""
     session = getattr(config, "_benchmarksession", None)  # pytest-benchmark's per-run state
     if session is None:
         return None
     benchmarks = [b for b in session.benchmarks if has_data(b) and keep(b.fullname)]
-    if not benchmarks:
+    from_workers = [copy.deepcopy(b) for b in shipped if keep(b["fullname"])]
+    if not benchmarks and not from_workers:
         return None
     hook = config.hook
     machine_info = hook.pytest_benchmark_generate_machine_info(config=config)
@@ -62,6 +66,7 @@ def document(
         machine_info=machine_info,
         commit_info=commit_info,
     )
+    doc["benchmarks"] += from_workers
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     for bench in doc["benchmarks"]:
         bench.setdefault("extra_info", {})["gpubench"] = {"key": bench["fullname"], "date": now}

@@ -28,6 +28,7 @@ class Recorded:
     headline: list[str] = field(default_factory=list)  # names shown in the terminal table
     notes: list[str] = field(default_factory=list)  # e.g. "GPU telemetry off (...)"
     bound: Verdict | None = None  # what bounded the result (metrics/bound.py)
+    gpu: str = ""  # under --gpubench-gpu-per-worker: the GPU it ran on, "1 (gw1)"
 
 
 RECORDS = pytest.StashKey[dict[str, Recorded]]()

@@ -1,0 +1,276 @@
+"""pytest-xdist: what a worker sends the controller, and how the controller merges it.
+
+Under ``pytest -n N`` every worker measures its share of the tests. At its session's end it
+packs what the end-of-run work needs into ``config.workeroutput`` (xdist's channel for this):
+the results-table records (metrics, headline, notes, bound verdict), the fit verdicts of the
+tests it ran, each test's outcome and baseline findings, and pytest-benchmark's results as
+JSON. The controller merges every worker's pack in ``pytest_testnodedown`` and then saves the
+baseline and prints the sections once, as a serial run does. No worker writes a baseline.
+
+``--gpubench-gpu-per-worker`` pins worker ``gwN`` to GPU N (``CUDA_VISIBLE_DEVICES``) and
+judges its fit against that one GPU (``devices.select.one_gpu``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from typing import Any
+
+import pytest
+
+from pytest_gpubench.devices.detect import Detection
+from pytest_gpubench.devices.select import SelectedDevice, one_gpu
+from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.metrics.bound import Verdict as Bound
+from pytest_gpubench.results.baseline import Finding, parse_metric
+from pytest_gpubench.results.baseline_run import BaselineRun
+from pytest_gpubench.results.document import has_data
+from pytest_gpubench.results.record import RECORDS, Recorded
+from pytest_gpubench.selection.fit import Need, Verdict
+
+KEY = "gpubench"
+
+
+def worker_id(config: pytest.Config) -> str | None:
+    """``gw0``, ``gw1``... on an xdist worker; None on the controller or in a serial run."""
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput.get("workerid") if workerinput else None
+
+
+def is_controller(config: pytest.Config) -> bool:
+    """The xdist controller: it runs no test, it receives every worker's results."""
+    return worker_id(config) is None and config.getoption("dist", "no") != "no"
+
+
+def worker_count(config: pytest.Config) -> int:
+    """How many workers this run starts (on the controller) or started (on a worker)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput:
+        return int(workerinput.get("workercount") or 1)
+    return len(config.getoption("tx", None) or []) if is_controller(config) else 0
+
+
+def run_serially(config: pytest.Config) -> None:
+    """Turn -n off (before xdist's own configure, which would start the workers): for
+    --gpubench-plan, which only collects, and whose table needs the collected items here."""
+    config.option.dist = "no"
+    config.option.tx = []
+    config.option.numprocesses = 0
+
+
+def pin(config: pytest.Config, device: SelectedDevice) -> tuple[SelectedDevice, dict[str, Any]]:
+    """On worker gwN: make GPU N the only one CUDA sees and judge against it alone.
+
+    Returns the worker's device and what each of its results records about the GPU. A
+    ``CUDA_VISIBLE_DEVICES`` already set (``2,3``) is honoured: gw0 takes its first entry.
+    """
+    wid = worker_id(config)
+    if wid is None:
+        return device, {}
+    position = int(wid.removeprefix("gw"))
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    visible = [v for v in visible if v]
+    if visible and position >= len(visible):
+        raise GpubenchError(
+            f"--gpubench-gpu-per-worker: worker {wid} has no GPU: CUDA_VISIBLE_DEVICES lists "
+            f"{len(visible)}; run with -n {len(visible)} or fewer"
+        )
+    chosen = visible[position] if visible else str(position)
+    nvml_index = int(chosen) if chosen.isdigit() else position
+    pinned = one_gpu(device, nvml_index)
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA's numbering = NVML's
+    os.environ["CUDA_VISIBLE_DEVICES"] = chosen
+    gpus = pinned.detection.gpus
+    return pinned, {
+        "worker": wid,
+        "index": nvml_index,
+        "cuda_visible_devices": chosen,
+        "name": gpus[0].name if gpus else pinned.profile.display_name,
+        "profile": pinned.name,
+    }
+
+
+def check_gpu_count(config: pytest.Config, device: SelectedDevice) -> None:
+    """On the controller, before any worker starts: one GPU per worker must be there."""
+    workers = worker_count(config)
+    count = gpu_count(device.detection) if device.detection.gpus else device.profile.gpu_count
+    if not is_controller(config):
+        raise GpubenchError(
+            "--gpubench-gpu-per-worker needs pytest-xdist workers: run with -n N "
+            f"(one worker per GPU; {count} here)"
+        )
+    if workers > count:
+        fewer = f"run with -n {count}" if count else "it needs a machine with GPUs"
+        raise GpubenchError(
+            f"--gpubench-gpu-per-worker: -n {workers} starts {workers} workers but "
+            f"{device.name} has {count} GPU{'s' if count != 1 else ''}; {fewer}"
+        )
+
+
+def xdist_missing(parser: pytest.Parser) -> bool:
+    """Whether ``-n`` is free because pytest-xdist is not installed (then the plugin declares
+    it, only to say what to install instead of pytest's "unrecognized arguments")."""
+    import importlib.util
+
+    taken = {flag for group in [parser._anonymous, *parser._groups] for o in group.options
+             for flag in o.names()}  # fmt: skip
+    return "-n" not in taken and importlib.util.find_spec("xdist") is None
+
+
+def gpu_count(detection: Detection) -> int:
+    """The GPUs CUDA will show: NVML's, limited by an existing CUDA_VISIBLE_DEVICES."""
+    visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return min(len(detection.gpus), len(visible)) if visible else len(detection.gpus)
+
+
+def enable_benchmarks(config: pytest.Config) -> None:
+    """On a worker: measure. pytest-benchmark turns itself off under xdist ("cannot be performed
+    reliably in a parallelized environment"); for GPU benchmarks one worker per GPU is the point,
+    and a shared host shows in ``host_busy_cores``. An explicit --benchmark-disable stays. Its
+    own --benchmark-json/--benchmark-save would be written by every worker to one file: left out
+    (the controller's baseline and results table hold every worker's results)."""
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not session.xdist_warning:
+        return
+    session.disabled = session.xdist_warning = False
+    session.json = session.save = session.autosave = None
+
+
+def header_lines(config: pytest.Config, per_worker: bool, device: SelectedDevice) -> list[str]:
+    if not is_controller(config):
+        return []
+    n = worker_count(config)
+    if per_worker:
+        return [f"gpubench: one GPU per worker: gw0..gw{n - 1} on GPUs 0..{n - 1} of {device.name}"]
+    return [
+        f"gpubench: {n} pytest-xdist workers share {device.name}: their timings interfere; "
+        "--gpubench-gpu-per-worker gives each its own GPU"
+    ]
+
+
+# --- the worker's pack ------------------------------------------------------------------------
+
+
+def _verdict(v: Verdict) -> dict[str, Any]:
+    return asdict(v)
+
+
+def _unverdict(d: dict[str, Any]) -> Verdict:
+    need = d.get("need")
+    return Verdict(**{**d, "need": Need(**need) if need else None})
+
+
+def _record(r: Recorded, position: int, gpu: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "gpu": f"{gpu['index']} ({gpu['worker']})" if gpu else r.gpu,
+        "nodeid": r.nodeid,
+        "position": position,
+        "metrics": {name: m.as_dict() for name, m in r.metrics.items()},
+        "headline": r.headline,
+        "notes": r.notes,
+        "bound": r.bound.as_dict() if r.bound else None,
+    }
+
+
+def _unrecord(d: dict[str, Any]) -> Recorded:
+    here = f"worker result {d['nodeid']}"
+    metrics = {
+        name: parse_metric(here, "metrics", name, raw)  # type: ignore[arg-type]
+        for name, raw in d["metrics"].items()
+    }
+    bound = Bound(**d["bound"]) if d.get("bound") else None
+    return Recorded(d["nodeid"], metrics, list(d["headline"]), list(d["notes"]), bound, d["gpu"])
+
+
+def pack(config: pytest.Config, items: list[pytest.Item], run: BaselineRun,
+         verdicts: dict[str, Verdict], gpu: dict[str, Any]) -> None:  # fmt: skip
+    """Put this worker's results into ``config.workeroutput`` for the controller."""
+    output = getattr(config, "workeroutput", None)
+    if output is None:
+        return
+    order = {item.nodeid: i for i, item in enumerate(items)}
+    ran = set(run.outcomes) | set(run.unfinished)
+    records = config.stash.get(RECORDS, {})
+    session = getattr(config, "_benchmarksession", None)
+    benchmarks: list[dict[str, Any]] = []
+    mine = [b for b in getattr(session, "benchmarks", []) if has_data(b)]
+    if mine:
+        doc = config.hook.pytest_benchmark_generate_json(
+            config=config, benchmarks=mine, include_data=False, machine_info={}, commit_info={}
+        )
+        benchmarks = doc["benchmarks"]
+        for bench in benchmarks:
+            bench.setdefault("extra_info", {})["gpu"] = gpu or {"worker": worker_id(config)}
+    payload = {
+        "worker": worker_id(config),
+        "gpu": gpu,
+        "records": [_record(r, order.get(n, len(order)), gpu) for n, r in records.items()],
+        "verdicts": {n: _verdict(v) for n, v in verdicts.items() if n in ran},
+        "positions": {n: order.get(n, len(order)) for n in ran},
+        "outcomes": run.outcomes,
+        "findings": {n: [asdict(f) for f in fs] for n, fs in run.findings.items()},
+        "missing": run.missing,
+        "engines": run.engines,
+        "unfinished": run.unfinished,
+        "benchmarks": benchmarks,
+    }
+    output[KEY] = json.dumps(payload, default=str)
+
+
+# --- the controller's merge -------------------------------------------------------------------
+
+
+class Merged:
+    """Every worker's pack, merged on the controller; ``apply`` puts it into the run's state."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, int] = {}
+        self.gpus: dict[str, dict[str, Any]] = {}  # worker -> its pinned GPU
+
+    def add(self, config: pytest.Config, run: BaselineRun, verdicts: dict[str, Verdict],
+            workeroutput: dict[str, Any] | None) -> None:  # fmt: skip
+        """Merge one worker's pack (absent when the worker crashed before sending it)."""
+        text = (workeroutput or {}).get(KEY)
+        if not text:
+            return
+        payload = json.loads(text)
+        if payload.get("gpu"):
+            self.gpus[payload["worker"]] = payload["gpu"]
+        self.positions.update(payload["positions"])
+        records = config.stash.setdefault(RECORDS, {})
+        for raw in payload["records"]:
+            self.positions.setdefault(raw["nodeid"], raw["position"])
+            records[raw["nodeid"]] = _unrecord(raw)
+        for nodeid, raw in payload["verdicts"].items():
+            verdicts[nodeid] = _unverdict(raw)
+        run.outcomes.update(payload["outcomes"])
+        for nodeid, found in payload["findings"].items():
+            run.findings[nodeid] = [Finding(**f) for f in found]
+        run.missing += [n for n in payload["missing"] if n not in run.missing]
+        run.engines.update(payload["engines"])
+        run.unfinished += payload["unfinished"]
+        run.shipped += payload["benchmarks"]
+        self.order(config, run, verdicts)
+
+    def order(self, config: pytest.Config, run: BaselineRun, verdicts: dict[str, Verdict]) -> None:
+        """Collection order, as a serial run lists them, whichever worker finished first."""
+
+        def pos(nodeid: str) -> int:
+            return self.positions.get(nodeid, len(self.positions))
+
+        records = config.stash.get(RECORDS, {})
+        sorted_records = sorted(records.items(), key=lambda kv: pos(kv[0]))
+        records.clear()
+        records.update(sorted_records)
+        sorted_verdicts = sorted(verdicts.items(), key=lambda kv: pos(kv[0]))
+        verdicts.clear()
+        verdicts.update(sorted_verdicts)
+        run.shipped.sort(key=lambda b: pos(b["fullname"]))
+        for name in ("findings", "outcomes"):
+            table = getattr(run, name)
+            ordered = sorted(table.items(), key=lambda kv: pos(kv[0]))
+            table.clear()
+            table.update(ordered)
+        run.missing.sort(key=pos)
