@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -121,6 +123,63 @@ class VLLM(BaseEngine):
 
 
 ENGINE = VLLM()
+
+#: Ray's default head port (``ray start --head``), as vLLM's multi-node examples use it
+RAY_PORT = 6379
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    """The command lines of a vLLM server spread over ``nodes`` machines on Ray, as vLLM's
+    "Parallelism and Scaling" and multi-node-serving docs give them: a Ray head, a worker per
+    other node joining it, then ``vllm serve`` on the head with tensor parallel across each
+    node's GPUs and pipeline parallel across the nodes, on the Ray executor."""
+
+    head: list[list[str]]  # run in order on the head node (the last one is the server)
+    worker: list[str]  # run once on every other node
+
+    def script(self) -> str:
+        """A shell snippet a user can read and run (arguments quoted)."""
+        quote = shlex.join
+        lines = ["# on the head node:", *(quote(c) for c in self.head)]
+        return "\n".join([*lines, "# on each other node:", quote(self.worker)])
+
+
+def ray_cluster(
+    model: ModelRef,
+    *,
+    head_address: str,
+    nodes: int,
+    gpus_per_node: int,
+    host: str = "127.0.0.1",
+    port: int = VLLM.default_port,
+    ray_port: int = RAY_PORT,
+    options: Mapping[str, Any] | None = None,
+) -> RayCluster:
+    """Commands for ``nodes`` machines with ``gpus_per_node`` GPUs each (vLLM's advice for a
+    model too big for one node: tensor parallel = GPUs per node, pipeline parallel = nodes).
+    ``options`` are the server's other options, spelt as ``llm_server`` takes them."""
+    if nodes < 2 or gpus_per_node < 1:
+        raise GpubenchError(
+            f"a Ray cluster needs nodes >= 2 and gpus_per_node >= 1, got {nodes}/{gpus_per_node}"
+            "; on one node, give tensor_parallel_size to llm_server instead"
+        )
+    given = dict(options or {})
+    for key in ("tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend"):
+        if key in given:
+            raise GpubenchError(
+                f"ray_cluster sets {key} itself (from nodes and gpus_per_node); leave it out "
+                "of options"
+            )
+    given.update(tensor_parallel_size=gpus_per_node, pipeline_parallel_size=nodes)
+    argv = ENGINE.launch(model, host, port, given).argv
+    assert argv[:2] == ["--model", model.source]  # `vllm serve` takes the model positionally
+    serve = ["vllm", "serve", model.source, *argv[2:]]
+    serve += ["--distributed-executor-backend", "ray"]
+    return RayCluster(
+        head=[["ray", "start", "--head", f"--port={ray_port}"], serve],
+        worker=["ray", "start", f"--address={head_address}:{ray_port}"],
+    )
 
 
 def _provision():
