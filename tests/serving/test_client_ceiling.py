@@ -82,3 +82,43 @@ def test_concurrency_sweep_to_256_loses_no_request(start_stub) -> None:
         assert failed == 0, [r.error for r in run.results if not r.ok][:3]
         assert all(r.output_tokens == 64 for r in run.results)
         assert peak_in_flight(run.results) > concurrency // 2, concurrency
+
+
+SWEEP_256 = """
+from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    model: str = "stub-model"
+    engine: Engine = Engine("llamacpp")
+
+def test_sweep(serve_bench):
+    r = serve_bench.sweep(Server({url!r}), concurrency=[1, 16, 64, 256], input_len=8,
+                          output_len=64, prompts_per_user=2, stop_at_saturation=False)
+    assert [p.concurrency for p in r.points] == [1, 16, 64, 256]
+"""
+
+
+def test_serve_bench_sweep_to_256_loses_no_request(pytester, start_stub) -> None:
+    """The same through ``serve_bench.sweep`` and its records: at every point the requests it
+    planned (``num_prompts``, 2 per stream, at least 8) all come back completed, none failed."""
+    import json
+
+    stub = start_stub("--burst", "64")
+    pytester.makepyfile(SWEEP_256.format(url=stub.base_url))
+    result = pytester.runpytest("--device=cpu", "--benchmark-json=out.json")
+    result.assert_outcomes(passed=1)
+    sweep = json.loads((pytester.path / "out.json").read_text())["benchmarks"][0]["extra_info"][
+        "sweep"
+    ]
+    for point in sweep["points"]:
+        m = point["metrics"]
+        sent = point["num_prompts"]
+        assert sent == max(2 * point["concurrency"], 8)
+        assert m["completed"]["value"] + m["failed"]["value"] == sent, point["label"]
+        assert m["failed"]["value"] == 0, point["label"]
