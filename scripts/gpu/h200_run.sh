@@ -4,6 +4,7 @@
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh a   # + llama.cpp build
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh b
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh c   # needs /tmp/llama/DONE
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh d   # sweep + capacity (not run yet)
 # Benchmarks run on cores 0-7; the llama.cpp build in the background on cores 8-15.
 set -o pipefail
 part="$1"
@@ -35,6 +36,10 @@ case "$part" in
     cp /tmp/llama/llama-bench.md /tmp/llama/build.log "$OUT/" 2>/dev/null
     run c --gpubench-images=20 "$T::test_gpt_oss_20b_moe_generate[1]" \
       benchmarks/test_image_generation.py::test_flux2_klein_4b \
-      benchmarks/test_image_generation.py::test_z_image_turbo scripts/gpu/test_llamacpp_cuda.py
+      benchmarks/test_image_generation.py::test_z_image_turbo scripts/gpu/test_llamacpp_cuda.py \
+      -k "not sweep and not capacity"
+    ;;
+  d)  # issue 17 part 7: a sweep and a capacity search of llama.cpp (after part c's build)
+    run d scripts/gpu/test_llamacpp_cuda.py -k "sweep or capacity"
     ;;
 esac

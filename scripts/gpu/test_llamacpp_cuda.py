@@ -133,3 +133,44 @@ def test_llama8b_partial_offload_flagged_with_layer_counts(llm_server, serve_ben
     assert placement["gpu_model_mib"] > 0 and placement["cpu_model_mib"] > 0
     assert placement["measured_source"] == "nvml" and placement["measured_gib"] > 1.0
     assert "estimate_error_pct" in placement
+
+
+def sweep_server(llm_server):
+    """32 slots of 2,048 tokens each: room for the seeds' ~1000 in / ~300 out at 32 users."""
+    return llm_server(
+        engine="llamacpp",
+        model=str(GGUF),
+        executable=str(SERVER),
+        options={"context": 65536, "n_gpu_layers": 99, "flash_attn": "on", "parallel": 32},
+    )
+
+
+@pytest.mark.llm_inference
+@MODEL
+def test_llama8b_q4km_concurrency_sweep(llm_server, serve_bench):
+    """Issue 17 part 7: the seeds' workload shape at 1..32 users; the points go into the
+    baseline (per-point metrics) and `pytest-gpubench pareto` draws the frontier."""
+    r = serve_bench.sweep(
+        sweep_server(llm_server),
+        concurrency=[1, 2, 4, 8, 16, 32],
+        input_len=1000,
+        output_len=300,
+        range_ratio=0.3,
+    )
+    assert all(p.metrics["failed"].value == 0 for p in r.points)
+
+
+@pytest.mark.llm_inference
+@MODEL
+def test_llama8b_q4km_capacity(llm_server, serve_bench):
+    """How many users at p90 TTFT <= 2 s and TPOT <= 50 ms (the suite's capacity SLO)."""
+    r = serve_bench.capacity(
+        sweep_server(llm_server),
+        slo={"ttft_ms": 2000, "tpot_ms": 50},
+        percentile=90,
+        max_concurrency=32,
+        input_len=1000,
+        output_len=300,
+        range_ratio=0.3,
+    )
+    assert r.max_concurrency >= 1
