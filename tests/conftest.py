@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 from pathlib import Path
@@ -10,9 +11,12 @@ import numpy  # noqa: F401
 import pytest
 import scipy.stats  # noqa: F401
 
+with contextlib.suppress(ImportError):  # without the test extra, the tests needing it skip
+    import datasets  # noqa: F401  (pyarrow refuses its extension types twice: ArrowKeyError)
+
 # C extensions imported for the first time inside an in-process pytester run are dropped from
-# sys.modules when the run ends, and numpy refuses to load twice in one process: import them
-# here, before any inner run, so every run shares the same modules.
+# sys.modules when the run ends, and numpy refuses to load twice in one process (pyarrow, under
+# datasets, likewise): import them here, before any inner run, so every run shares them.
 
 FAKE_NVML = Path(__file__).parent / "fakes" / "nvml"
 
