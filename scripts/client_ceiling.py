@@ -21,26 +21,19 @@ import textwrap
 import time
 from pathlib import Path
 
+from pytest_gpubench.testing.servers import SERVER_CLASSES
+
 N, OUT_LEN, CONCURRENCY = 64, 4000, 16
 
-OURS = """
-from dataclasses import dataclass
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    model: str
-    engine: Engine
-
+OURS = (
+    SERVER_CLASSES
+    + """
 def test_ours(serve_bench):
     r = serve_bench(Server({url!r}, "stub-model", Engine("vllm")), tokenizer={tok!r},
                     input_len=32, output_len={out}, num_prompts={n}, concurrency={c}, warmups=2)
     assert r.failed == 0 and r.completed == {n}
 """
+)
 
 DRIVER = textwrap.dedent(
     """

@@ -12,21 +12,9 @@ import json
 import httpx
 import pytest
 
-SERVER = """
-import json
-import pathlib
-from dataclasses import dataclass
+from pytest_gpubench.testing.servers import SERVER_CLASSES
 
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    model: str
-    engine: Engine
-"""
+SERVER = "import json\nimport pathlib\n" + SERVER_CLASSES
 
 CONVERSATIONS = [
     [

@@ -25,6 +25,7 @@ import pytest
 from pytest_gpubench.report import peers
 from pytest_gpubench.report.compare import compare_files
 from pytest_gpubench.testing.ci import not_in_ci
+from pytest_gpubench.testing.servers import SERVER_CLASSES
 
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 # what the `vllm bench serve` subcommand runs (vllm/entrypoints/cli/benchmark/serve.py); the
@@ -83,18 +84,7 @@ def test_vllm_bench_serve_result_lines_up_with_serve_bench(
     workload = {"input_len": 64, "output_len": 16, "num_prompts": 12, "concurrency": 3}
     pytester.makepyfile(
         test_ours=f"""
-from dataclasses import dataclass
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    model: str
-    engine: Engine
-
+{SERVER_CLASSES}
 def test_ours(serve_bench):
     serve_bench(Server({stub.base_url!r}, {stub.model!r}, Engine("stub")),
                 tokenizer={str(tiny_model.hf_dir)!r}, warmups=2, **{workload!r})

@@ -6,19 +6,9 @@ import json
 
 import pytest
 
-SERVER = """
-from dataclasses import dataclass
+from pytest_gpubench.testing.servers import SERVER_CLASSES
 
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    model: str
-    engine: Engine
-"""
+SERVER = SERVER_CLASSES
 
 
 @pytest.mark.parametrize("endpoint", ["completions", "chat"])

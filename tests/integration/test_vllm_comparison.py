@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from pytest_gpubench.testing.ci import not_in_ci
+from pytest_gpubench.testing.servers import SERVER_CLASSES
 
 # GPUBENCH_VLLM_COMPARE=1: a quiet machine, where the wall-clock comparisons hold to 5%
 QUIET = os.environ.get("GPUBENCH_VLLM_COMPARE") == "1"
@@ -94,18 +95,7 @@ def vllm_bench(python: Path, url: str, model: str, tokenizer: Path, out: Path) -
 def ours(pytester: pytest.Pytester, url: str, model: str, engine: str, tokenizer: Path) -> dict:
     pytester.makepyfile(
         test_ours=f"""
-from dataclasses import dataclass
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    model: str
-    engine: Engine
-
+{SERVER_CLASSES}
 def test_ours(serve_bench):
     serve_bench(Server({url!r}, {model!r}, Engine({engine!r})), tokenizer={str(tokenizer)!r},
                 **{WORKLOAD!r})

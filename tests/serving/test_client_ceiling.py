@@ -15,6 +15,7 @@ import time
 import pytest
 
 from pytest_gpubench.serving.client import RequestSpec, StreamingClient
+from pytest_gpubench.testing.servers import SERVER_CLASSES
 
 REQUESTS, CONCURRENCY, TOKENS = 32, 8, 2000
 
@@ -84,24 +85,17 @@ def test_concurrency_sweep_to_256_loses_no_request(start_stub) -> None:
         assert peak_in_flight(run.results) > concurrency // 2, concurrency
 
 
-SWEEP_256 = """
-from dataclasses import dataclass
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    model: str = "stub-model"
-    engine: Engine = Engine("llamacpp")
-
+SWEEP_256 = (
+    """
+"""
+    + SERVER_CLASSES
+    + """
 def test_sweep(serve_bench):
     r = serve_bench.sweep(Server({url!r}), concurrency=[1, 16, 64, 256], input_len=8,
                           output_len=64, prompts_per_user=2, stop_at_saturation=False)
     assert [p.concurrency for p in r.points] == [1, 16, 64, 256]
 """
+)
 
 
 def test_serve_bench_sweep_to_256_loses_no_request(pytester, start_stub) -> None:

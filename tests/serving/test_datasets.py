@@ -20,6 +20,7 @@ from pytest_gpubench.serving.datasets import read_conversations, read_trace
 from pytest_gpubench.serving.requests import ConversationSpec, RequestFactory, Workload
 from pytest_gpubench.serving.run import run_load
 from pytest_gpubench.serving.schedule import LoadSpec
+from pytest_gpubench.testing.servers import SERVER_CLASSES
 
 
 class WordTok:
@@ -289,22 +290,15 @@ def test_a_failed_turn_ends_its_conversation(start_stub, sharegpt) -> None:
     assert len(res.results) == 1 and not res.results[0].ok and res.turns_not_sent == 1
 
 
-SERVER = """
+SERVER = (
+    """
 import json, math, warnings
-from dataclasses import dataclass
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass
-class Server:
-    base_url: str
-    model: str = "stub-model"
-    engine: Engine = Engine("llamacpp")
-
+"""
+    + SERVER_CLASSES
+    + """
 URL = {url!r}
 """
+)
 
 
 def test_serve_bench_records_per_turn_metrics(pytester, stub_server, sharegpt) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from pytest_gpubench.serving.client import RequestResult, RequestSpec
 from pytest_gpubench.serving.decode_batch import decode_batch
+from pytest_gpubench.testing.servers import SERVER_CLASSES
 
 
 def request(start: float, ttft: float, end: float, tokens: int, prompt: int = 100):
@@ -44,26 +45,16 @@ def test_failed_and_single_token_requests_are_left_out() -> None:
     assert decode_batch([failed, request(0, 1, 1.5, 1)]) is None
 
 
-SERVE = """
-import pytest
-from dataclasses import dataclass
-from pytest_gpubench.testing import fake_clock
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass
-class Server:
-    base_url: str
-    model: str = "stub-model"
-    engine: Engine = Engine("llamacpp")
-
+SERVE = (
+    "import pytest\n"
+    + SERVER_CLASSES
+    + """
 @pytest.mark.model("meta-llama/Llama-3.1-8B-Instruct", quant="q4_k_m")
 def test_serve(serve_bench):
     r = serve_bench(Server({url!r}), input_len=16, output_len=8, num_prompts=6, concurrency=2)
     assert r.failed == 0
 """
+)
 
 
 def test_a_gpu_serving_result_gets_its_roofline_and_energy_per_token(

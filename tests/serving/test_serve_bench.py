@@ -12,23 +12,17 @@ import json
 import pytest
 
 from pytest_gpubench.serving.metrics import SERVING_METRICS
+from pytest_gpubench.testing.servers import SERVER_CLASSES
 
-SERVER = """
+SERVER = (
+    """
 import pytest
-from dataclasses import dataclass
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass
-class Server:
-    base_url: str
-    model: str = "stub-model"
-    engine: Engine = Engine("llamacpp")
-
+"""
+    + SERVER_CLASSES
+    + """
 URL = {url!r}
 """
+)
 
 
 def bench_file(pytester: pytest.Pytester, url: str, body: str) -> None:

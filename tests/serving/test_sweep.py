@@ -21,6 +21,7 @@ from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.results.baseline import compare_metrics, from_document
 from pytest_gpubench.serving import sweep as sw
 from pytest_gpubench.serving.metrics import metric
+from pytest_gpubench.testing.servers import SERVER_CLASSES
 
 
 def m(name: str, value: float, **spread: float) -> Metric:
@@ -174,20 +175,12 @@ def test_point_metrics_per_user_and_per_gpu() -> None:
     assert sw.named(out["output_tok_s"], "c4").name == "output_tok_s.c4"
 
 
-SWEEP_FILE = """
+SWEEP_FILE = (
+    """
 import pytest
-from dataclasses import dataclass
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-
-@dataclass
-class Server:
-    base_url: str
-    model: str = "stub-model"
-    engine: Engine = Engine("llamacpp")
-
+"""
+    + SERVER_CLASSES
+    + """
 URL = {url!r}
 WORKLOAD = dict(input_len=16, output_len=30, prompts_per_user=2, min_prompts=2)
 
@@ -204,6 +197,7 @@ def test_capacity(serve_bench):
     print("CAPACITY", r.max_concurrency, p90)
     assert r.max_concurrency == 3
 """
+)
 
 
 def test_sweep_and_capacity_against_k_streams(pytester, start_stub) -> None:
