@@ -39,12 +39,18 @@ def llama_bench() -> dict[str, float]:
     return out
 
 
-def server(llm_server):
+def server(llm_server, *, context: int = 16384, parallel: int = 10, n_gpu_layers: int = 99):
+    """llama-server on the GGUF; each of ``parallel`` slots gets context / parallel tokens."""
     return llm_server(
         engine="llamacpp",
         model=str(GGUF),
         executable=str(SERVER),
-        options={"context": 16384, "n_gpu_layers": 99, "flash_attn": "on", "parallel": 10},
+        options={
+            "context": context,
+            "n_gpu_layers": n_gpu_layers,
+            "flash_attn": "on",
+            "parallel": parallel,
+        },
     )
 
 
@@ -118,14 +124,9 @@ def test_llama8b_partial_offload_flagged_with_layer_counts(llm_server, serve_ben
     result carries placement.offloaded with the counts, a PlacementWarning, and NVML's memory."""
     from pytest_gpubench.serving.placement import PlacementWarning
 
-    server = llm_server(
-        engine="llamacpp",
-        model=str(GGUF),
-        executable=str(SERVER),
-        options={"context": 16384, "n_gpu_layers": 20, "flash_attn": "on", "parallel": 1},
-    )
+    split = server(llm_server, parallel=1, n_gpu_layers=20)
     with pytest.warns(PlacementWarning, match="20 of 33 layers on the GPU, 13 on the CPU"):
-        r = serve_bench(server, input_len=16, output_len=32, num_prompts=4, concurrency=1)
+        r = serve_bench(split, input_len=16, output_len=32, num_prompts=4, concurrency=1)
     assert r.failed == 0
     placement = gpubench.benchmark.extra_info["placement"]
     assert placement["offloaded"] is True
@@ -137,12 +138,7 @@ def test_llama8b_partial_offload_flagged_with_layer_counts(llm_server, serve_ben
 
 def sweep_server(llm_server):
     """32 slots of 2,048 tokens each: room for the seeds' ~1000 in / ~300 out at 32 users."""
-    return llm_server(
-        engine="llamacpp",
-        model=str(GGUF),
-        executable=str(SERVER),
-        options={"context": 65536, "n_gpu_layers": 99, "flash_attn": "on", "parallel": 32},
-    )
+    return server(llm_server, context=65536, parallel=32)
 
 
 @pytest.mark.llm_inference
