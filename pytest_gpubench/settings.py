@@ -219,7 +219,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 
-LAUNCHERS = ("process", "docker")
+LAUNCHERS = ("process", "docker", "external")  # external: --gpubench-server-url
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,15 @@ The times in ``MODULES`` were measured on the 2-core shared development machine 
 ``--max-children 2``; they include mutmut's clean run and its coverage run of the tests.
 
 Equivalent mutants (a change no user can observe) are explained in ``EQUIVALENT`` below; they
-count as survivors in the score, which stays honest that way.
+count as survivors in the score, which stays honest that way. mutmut's "timeout" also covers a
+pytest usage error; each is run again alone (see ``_recheck_timeout``) and scored by what it
+really did.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -57,8 +60,12 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
     ),
     "selection.estimate": (
         ["pytest_gpubench/selection/estimate.py", "pytest_gpubench/models/kvcache.py"],
-        ["tests/models/test_footprints.py", "tests/selection/test_estimate_values.py"],
-        "30 s",
+        [
+            "tests/models/test_footprints.py",
+            "tests/selection/test_estimate_values.py",
+            "tests/selection/test_parallel_split.py",
+        ],
+        "1-2 min",
     ),
     "selection.fit": (
         ["pytest_gpubench/selection/fit.py"],
@@ -68,7 +75,7 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
     "settings": (
         ["pytest_gpubench/settings.py"],
         ["tests/selection/test_device_option.py", "tests/test_settings_values.py"],
-        "1 min",
+        "1.5 min",
     ),
     "serving.client": (
         ["pytest_gpubench/serving/client.py"],
@@ -140,6 +147,50 @@ EQUIVALENT: dict[str, str] = {
     f"{_P}results.baseline.x_noise_between__mutmut_6": "2 * sqrt(0) is 0.0 too",
     f"{_P}selection.estimate.xǁEstimateǁfits__mutmut_2": "tp 1: max(gpus, 1) < 1 never holds",
     f"{_P}selection.estimate.x_parse_context__mutmut_7": "other types print as no number",
+    f"{_P}selection.estimate.x_estimate__mutmut_25": "split_mode: no invalid value == a str",
+    f"{_P}models.kvcache.x_kv_bytes_per_element__mutmut_15": "difflib's default n is 3",
+    # 1e9 + 1: a relative change of 1e-9, below round(, 3) for any model under 500,000 B params
+    f"{_P}selection.estimate.xǁEstimateǁas_dict__mutmut_39": "1e9+1: below the 3 decimals",
+    f"{_P}selection.estimate.xǁEstimateǁas_dict__mutmut_48": "1e9+1: below the 3 decimals",
+    # layout: pp_layers(n, 1) is [n], so the pp > 1 guard only saves a call, and without
+    # stages n / layers is 1 whatever max() floors layers at; max(layers, 2) differs only for
+    # a one-layer model split into pipeline stages (a stage with no layer at all)
+    **{
+        f"{_P}selection.estimate.xǁEstimateǁlayout__mutmut_{n}": "pp_layers(n, 1) == [n]"
+        for n in (16, 21)
+    },
+    f"{_P}selection.estimate.xǁEstimateǁlayout__mutmut_7": "n / layers is 1 without stages",
+    # shares: zip's strict is False by default and None is false; any split mode but row and
+    # none takes the layer split; zero shares past the GPUs get no slot (slot / slots < 1 never
+    # passes a cumulative 1.0) and the row split skips them before it looks at the GPU
+    **{
+        f"{_P}selection.estimate.xǁEstimateǁshares__mutmut_{n}": "zip strict: False either way"
+        for n in (28, 31)
+    },
+    **{
+        f"{_P}selection.estimate.xǁEstimateǁshares__mutmut_{n}": "other modes are the layer split"
+        for n in (35, 36)
+    },
+    f"{_P}selection.estimate.xǁEstimateǁshares__mutmut_71": "extra zero shares are never used",
+    # settings: add_options declares every dest with default None, so getoption's own default
+    # is never used; base is None only for the default value, and the defaults of the profiles
+    # file and the log folder are None (nothing to join); any negative sentinel fails the
+    # range check as -1 does, with the same message
+    **{
+        f"{_P}settings.x{f}__mutmut_{n}": "every dest is declared: default never used"
+        for f, n in (
+            ("__resolve", 4),
+            ("_settings_from_config", 63),
+            ("_settings_from_config", 148),
+            ("_settings_from_config", 158),
+            ("_settings_from_config", 169),
+            ("__check_optional_value", 4),
+        )
+    },
+    f"{_P}settings.x_settings_from_config__mutmut_26": "base is None only for a None default",
+    f"{_P}settings.x__server_settings__mutmut_42": "base is None only for a None default",
+    f"{_P}settings.x__confirm_runs__mutmut_13": "-2 fails the range check as -1 does",
+    f"{_P}settings.x__serving_settings__mutmut_12": "-2.0 fails the range check as -1.0 does",
     f"{_P}selection.fit.x_gguf_need__mutmut_9": "engine names are case-insensitive",
     # parse_stream: a None slice start is 0; bisect_left never passes the last read (an
     # event ends inside the buffer), so the min() guard is never what picks the read
@@ -198,12 +249,33 @@ PLANTED: list[tuple[str, str, str, list[str]]] = [
         _EST_TESTS,
     ),
     (_EST, "if self.concurrency > 1:", "if self.concurrency >= 1:", _EST_TESTS),
+    # the boundary moved from Estimate.fits to GpuShare.fits (fit judged GPU by GPU)
     (
         _EST,
-        "return self.need_gib <= self.available_gib(profile)",
-        "return self.need_gib < self.available_gib(profile)",
+        "return self.need_gib <= self.available_gib\n",
+        "return self.need_gib < self.available_gib\n",
         _EST_TESTS,
     ),
+    # the per-GPU properties of the parallel layouts
+    (
+        _EST,
+        "return self.per_gpu or self.gpus_needed > 1",
+        "return self.per_gpu or self.gpus_needed > 2",
+        _EST_TESTS,
+    ),
+    (
+        _EST,
+        "return self.tensor_parallel * self.pipeline_parallel * self.data_parallel",
+        "return self.tensor_parallel * self.pipeline_parallel",
+        _EST_TESTS,
+    ),
+    (
+        _EST,
+        "return max(need for need, _ in self.layout())",
+        "return min(need for need, _ in self.layout())",
+        _EST_TESTS,
+    ),
+    (_EST, "if value > 1:", "if value > 2:", _EST_TESTS),
     (
         "pytest_gpubench/selection/fit.py",
         "if need.gib > available:",
@@ -366,6 +438,9 @@ def _score(
         whole = sum(1 for _, s in statuses if s.strip() == "killed")
         print(f"\n== {name}: whole file {whole}/{len(statuses)} killed; scored: {ONLY[name]}")
         statuses = [(m, s) for m, s in statuses if re.search(ONLY[name], m)]
+    statuses = [
+        (m, _recheck_timeout(dest, env, m) if s.strip() == "timeout" else s) for m, s in statuses
+    ]
     total = len(statuses)
     killed = sum(1 for _, s in statuses if s.strip() == "killed")
     survivors = [m for m, s in statuses if s.strip() != "killed"]
@@ -380,6 +455,43 @@ def _score(
                 ).stdout
                 print("      " + "\n      ".join(diff.strip().splitlines()[2:]))
     return killed, total, survivors
+
+
+# mutmut 3.8.1 records a pytest exit status of 4 (usage error) as "timeout": its runner raises
+# BadTestExecutionCommandsException on 4, the forked child catches it and exits with -1, and it
+# maps the resulting 255 to "timeout". A mutant that makes the plugin's own pytest_configure
+# refuse the run (settings.py: the defaults no longer pass validation, so the session that runs
+# the tests stops with "ERROR: default: ...") is a kill: no pytest run starts with it installed.
+# So each "timeout" is run again here, alone, with the same arguments as mutmut's run and a wall
+# limit: a usage error or a failing test counts as killed, a pass as survived, and only a run
+# that really outlasts the limit stays a timeout.
+RECHECK_LIMIT_S = 120
+
+
+def _recheck_timeout(dest: Path, env: dict[str, str], mutant: str) -> str:
+    stats = json.loads((dest / "mutants" / "mutmut-stats.json").read_text())
+    tests = sorted(stats["tests_by_mangled_function_name"].get(mutant.split("__mutmut_")[0], []))
+    args = ["--rootdir=.", "--tb=native", "-x", "-q", "-p", "no:randomly", "-p", "no:random-order"]
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", *args, *tests, "-p", "no:cacheprovider", "-q"],
+            cwd=dest / "mutants",
+            env=dict(env, MUTANT_UNDER_TEST=mutant),
+            capture_output=True,
+            text=True,
+            timeout=RECHECK_LIMIT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"timeout (still running after {RECHECK_LIMIT_S} s alone)"
+    if run.returncode == 4:
+        error = next((line for line in run.stderr.splitlines() if line.startswith("ERROR")), "")
+        print(f"   timeout -> killed (usage error, not a hang): {mutant}: {error[:110]}")
+        return "killed"
+    if run.returncode in (1, 3):
+        print(f"   timeout -> killed (tests fail when run alone): {mutant}")
+        return "killed"
+    return "survived" if run.returncode == 0 else f"suspicious (exit {run.returncode} alone)"
 
 
 def main() -> int:

@@ -79,6 +79,7 @@ def test_defaults(tmp_path, clean_env) -> None:
     assert s.max_error_rate == 0.0 and s.progress == "auto"
     assert s.compare_to == () and s.plan is False and s.force_baseline is False
     assert s.measure_ceilings is False and s.baseline is None and s.save_baseline is None
+    assert s.gpu_per_worker is False
 
 
 def test_values_from_each_source(tmp_path, clean_env) -> None:
@@ -102,6 +103,7 @@ def test_values_from_each_source(tmp_path, clean_env) -> None:
     assert s.tolerance == 0.2
     assert s.compare_to == ("a.json", "b.json")
     assert s.plan is True and s.force_baseline is True and s.measure_ceilings is True
+    assert s.gpu_per_worker is False  # not given
     assert s.profiles_file == ini_dir / "devices.toml"  # relative to the ini file
     assert s.log_dir == ini_dir / "logs"
     assert s.max_error_rate == 0.25 and s.images == 7
@@ -188,3 +190,70 @@ def test_a_baseline_flag_that_swallowed_a_folder(tmp_path, clean_env) -> None:
     assert s.save_baseline == "h100"
     s = settings_from_config(FakeConfig(tmp_path, {"gpubench_baseline": True}))
     assert s.baseline is True
+
+
+def test_the_gpu_per_worker_flag(tmp_path, clean_env) -> None:
+    s = settings_from_config(FakeConfig(tmp_path, {"gpubench_gpu_per_worker": True}))
+    assert s.gpu_per_worker is True
+
+
+# Every value the options' help documents is accepted (as written, and for progress in any case)
+@pytest.mark.parametrize(
+    ("dest", "value", "expected"),
+    [
+        ("gpubench_weights", "auto", "auto"),
+        ("gpubench_weights", "random", "random"),
+        ("gpubench_weights", "hub", "hub"),
+        ("gpubench_progress", "auto", "auto"),
+        ("gpubench_progress", "on", "on"),
+        ("gpubench_progress", " On ", "on"),
+        ("gpubench_progress", "off", "off"),
+        ("gpubench_launcher", "process", "process"),
+        ("gpubench_launcher", "docker", "docker"),
+        ("gpubench_launcher", "external", "external"),  # --help: 'external' (server URL)
+    ],
+)
+def test_each_documented_choice_is_accepted(tmp_path, clean_env, dest, value, expected) -> None:
+    s = settings_from_config(FakeConfig(tmp_path, {dest: value}))
+    assert getattr(s, dest.removeprefix("gpubench_")) == expected
+
+
+def test_a_server_timeout_under_a_second_is_positive(tmp_path, clean_env) -> None:
+    s = settings_from_config(FakeConfig(tmp_path, {"gpubench_server_timeout": "0.5"}))
+    assert s.server_timeout_s == 0.5
+    s = settings_from_config(FakeConfig(tmp_path, {"gpubench_server_timeout": "1"}))
+    assert s.server_timeout_s == 1.0
+
+
+# The whole message, where it lists the choices: one line that says what would be accepted
+@pytest.mark.parametrize(
+    ("dest", "value", "message"),
+    [
+        (
+            "gpubench_weights",
+            "some",
+            "--gpubench-weights: weights 'some' must be auto, random or hub "
+            "(random: built from the catalog config; hub: the real checkpoint)",
+        ),
+        (
+            "gpubench_launcher",
+            "k8s",
+            "--gpubench-launcher: unknown launcher 'k8s': choose one of process, docker, external",
+        ),
+        ("gpubench_progress", "loud", "--gpubench-progress: progress must be on, off or auto, "
+         "got 'loud'"),
+    ],
+)  # fmt: skip
+def test_choice_errors_list_the_choices(tmp_path, clean_env, dest, value, message) -> None:
+    with pytest.raises(GpubenchError) as info:
+        settings_from_config(FakeConfig(tmp_path, {dest: value}))
+    assert str(info.value) == message
+
+
+def test_a_baseline_value_ending_in_json_is_a_path_whatever_is_there(tmp_path, clean_env) -> None:
+    """The swallowed-folder check is for bare words (``tests/``): ``=PATH.json`` is a baseline
+    file by its name, as ``locations.baseline_file`` reads it."""
+    odd = tmp_path / "old.json"
+    odd.mkdir()
+    s = settings_from_config(FakeConfig(tmp_path, {"gpubench_baseline": str(odd)}))
+    assert s.baseline == str(odd)

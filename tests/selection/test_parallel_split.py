@@ -16,6 +16,7 @@ Independent figures:
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
@@ -253,6 +254,190 @@ def test_the_model_marker_takes_the_same_options(pytester: pytest.Pytester) -> N
     result = pytester.runpytest(str(bad), "--device=rtx4090")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*marker @pytest.mark.model: split_mode must be one of*"])
+
+
+# --- per-GPU shares at their edges, worked out by hand (llama.cpp 8B bf16 @128k: overhead 1.0,
+# no utilization; vLLM 70B fp8: overhead 1.5 over 0.9). Layer counts from the slot rule above.
+LAYER_KV8 = LAYER8_BF16 + KV8_PER_LAYER_128K
+CPP128K = dict(engine="llamacpp", context="128k")
+MIXED = PROFILES.get("rtx4090+rtx5070ti")  # 24 + 16 GiB
+
+
+def cpp_what(n: int, w: float, k: float, output: bool = False) -> str:
+    out = " + output" if output else ""
+    return f"{n} layers{out}: weights {w / GIB:.1f} + KV {k / GIB:.1f} + overhead 1.0"
+
+
+def test_one_layer_on_gpu_0_keeps_the_embedding_there() -> None:
+    # 1:32 -> cumulative [1/33, 1]: slot 0 < 1/33 on GPU 0, slot 1 (1/33, not below) on GPU 1
+    e = estimate(ModelRequest(L8, **CPP128K, tensor_split=(1, 32)))
+    w0, w1 = LAYER8_BF16 + EMBED8_BF16, 31 * LAYER8_BF16 + EMBED8_BF16
+    assert [(s.index, s.gpu, s.available_gib, s.what) for s in e.shares(MIXED)] == [
+        (0, "rtx4090", 24.0, cpp_what(1, w0, KV8_PER_LAYER_128K)),
+        (1, "rtx5070ti", 16.0, cpp_what(31, w1, 31 * KV8_PER_LAYER_128K, output=True)),
+    ]
+    assert [s.need_gib for s in e.shares(MIXED)] == pytest.approx(
+        [(w0 + KV8_PER_LAYER_128K) / GIB + 1.0, (w1 + 31 * KV8_PER_LAYER_128K) / GIB + 1.0],
+        rel=1e-5,
+    )
+
+
+def test_the_output_layer_alone_on_the_last_gpu() -> None:
+    # 32:1 -> cumulative [32/33, 1]: the 32 layers below 32/33, the output slot (32/33) on GPU 1
+    e = estimate(ModelRequest(L8, **CPP128K, tensor_split=(32, 1)))
+    w0 = 32 * LAYER8_BF16 + EMBED8_BF16
+    shares = e.shares(MIXED)
+    assert [s.what for s in shares] == [
+        cpp_what(32, w0, 32 * LAYER_KV8 - 32 * LAYER8_BF16),
+        cpp_what(0, EMBED8_BF16, 0, output=True),  # the LM head: vocab x hidden, as the embedding
+    ]
+    assert [s.need_gib for s in shares] == pytest.approx(
+        [(32 * LAYER_KV8 + EMBED8_BF16) / GIB + 1.0, EMBED8_BF16 / GIB + 1.0], rel=1e-5
+    )
+    assert e.short(MIXED) == [shares[0]]  # 32 layers + KV: 29.4 GiB > 24
+
+
+def test_shares_summing_to_one_are_shares_and_missing_shares_are_zero() -> None:
+    quarter = estimate(ModelRequest(L8, **CPP128K, tensor_split=(0.25, 0.75)))
+    layers = [s.what.split(":")[0] for s in quarter.shares(MIXED)]
+    assert layers == ["9 layers", "23 layers + output"]
+    alone = estimate(ModelRequest(L8, **CPP128K, tensor_split=(1,)))  # GPU 1 gets share 0
+    everything = 32 * LAYER_KV8 + 2 * EMBED8_BF16
+    [share] = alone.shares(MIXED)
+    assert (share.index, share.gpu) == (0, "rtx4090")
+    assert share.need_gib == pytest.approx(everything / GIB + 1.0, rel=1e-5)
+    assert share.need_gib == pytest.approx(alone.need_gib)
+    assert alone.as_dict()["tensor_split"] == [1.0]
+    assert quarter.as_dict()["tensor_split"] == [0.25, 0.75]
+
+
+def test_row_split_skips_a_gpu_with_no_share() -> None:
+    e = estimate(ModelRequest(L8, **CPP128K, split_mode="row", tensor_split=(1, 0, 1)))
+    half = (32 * LAYER8_BF16 + EMBED8_BF16) / 2  # layers and output, by rows
+    kv = 32 * KV8_PER_LAYER_128K
+    w0, w2 = half + EMBED8_BF16, half
+    row = "50% of each matrix: weights {:.1f} + KV {:.1f} + overhead 1.0"
+    shares = e.shares(PROFILES.get("3xrtx4090"))
+    assert [(s.index, s.gpu, s.available_gib, s.what) for s in shares] == [
+        (0, "rtx4090", 24.0, row.format(w0 / GIB, kv / GIB)),
+        (2, "rtx4090", 24.0, row.format(w2 / GIB, 0.0)),
+    ]
+    assert [s.need_gib for s in shares] == pytest.approx(
+        [(w0 + kv) / GIB + 1.0, w2 / GIB + 1.0], rel=1e-5
+    )
+
+
+def test_one_gpu_holds_it_all() -> None:
+    e = estimate(ModelRequest(L8, engine="llamacpp"))  # 4k: KV 0.5 GiB
+    need = (32 * LAYER8_BF16 + 2 * EMBED8_BF16) / GIB + 0.5 + 1.0
+    [share] = e.shares(PROFILES.get("h100"))
+    assert (share.index, share.gpu, share.available_gib, share.what) == (0, "h100", 80.0, "all")
+    assert share.need_gib == pytest.approx(need, rel=1e-5)
+    [none] = estimate(ModelRequest(L8, engine="llamacpp", split_mode="none")).shares(MIXED)
+    assert (none.index, none.gpu, none.what) == (0, "rtx4090", "all")
+
+
+def test_a_claimed_fraction_divides_every_share() -> None:
+    """An engine registered with utilization and one_gpu=False (none is built in): each GPU's
+    share is (weights + KV + overhead) / utilization, as for the whole run."""
+    for req, device in (
+        (ModelRequest(L8, engine="llamacpp"), PROFILES.get("h100")),
+        (ModelRequest(L8, **CPP128K), MIXED),
+        (ModelRequest(L8, **CPP128K, split_mode="row"), MIXED),
+    ):
+        plain = estimate(req)
+        claimed = dataclasses.replace(plain, utilization=0.8)
+        assert [s.need_gib for s in claimed.shares(device)] == pytest.approx(
+            [s.need_gib / 0.8 for s in plain.shares(device)]
+        )
+    assert claimed.need_gib == pytest.approx(plain.need_gib / 0.8)
+
+
+def test_tensor_parallel_without_a_claimed_fraction() -> None:
+    e = estimate(ModelRequest(L70, quant="fp8", engine="vllm", tensor_parallel=2))
+    bare = dataclasses.replace(e, utilization=None)  # (weights + KV) / tp + overhead, as is
+    assert bare.per_gpu_need_gib == pytest.approx((W70_FP8 + KV70_4K) / 2 / GIB + 1.5)
+
+
+def test_the_largest_gpu_runs_a_one_gpu_engine() -> None:
+    e = estimate(ModelRequest(L8, engine="vllm"))
+    need = ((32 * LAYER8_BF16 + 2 * EMBED8_BF16) / GIB + 0.5 + 1.5) / 0.9
+    [share] = e.shares(PROFILES.get("rtx5070ti+rtx4090"))
+    assert (share.index, share.gpu, share.available_gib) == (1, "rtx4090", 24.0)
+    assert share.need_gib == pytest.approx(need, rel=1e-5)
+
+
+def test_per_gpu_figures_in_the_json() -> None:
+    e = estimate(ModelRequest(L70, quant="fp8", engine="vllm", tensor_parallel=2))
+    per_gpu = ((W70_FP8 + KV70_4K) / 2 / GIB + 1.5) / 0.9
+    d = e.as_dict([PROFILES.get("2xh200")])
+    assert d["per_gpu_need_gb"] == round(per_gpu, 3) != round(per_gpu, 4)
+    what = f"weights {W70_FP8 / 2 / GIB:.1f} + KV {KV70_4K / 2 / GIB:.1f} + overhead 1.5"
+    row = {"need_gb": round(per_gpu, 3), "available_gb": 141.0, "what": what}
+    assert d["per_gpu"] == {
+        "2xh200": [{"gpu": 0, "name": "h200", **row}, {"gpu": 1, "name": "h200", **row}]
+    }
+    assert what == "weights 33.8 + KV 0.6 + overhead 1.5"
+    one = estimate(ModelRequest(L70, quant="fp8", engine="vllm"))
+    assert "per_gpu_need_gb" not in one.as_dict()
+    odd = dataclasses.replace(e, overhead_gib=1.23456)
+    assert odd.as_dict()["overhead_gb"] == 1.235  # GiB to 3 decimals
+
+
+def test_too_few_gpus_are_all_short() -> None:
+    e = estimate(ModelRequest(L70, quant="fp8", engine="vllm", tensor_parallel=2))
+    assert [s.label for s in e.short(MIXED)] == ["GPU 0 (rtx4090)", "GPU 1 (rtx5070ti)"]
+    assert e.short(PROFILES.get("2xh200")) == []
+
+
+def test_recurrent_state_is_in_every_share() -> None:
+    """Nemotron-3-Nano: 23 Mamba2 layers of fp32 state, 6 attention layers of bf16 KV (see
+    test_estimate_values); the state is held with the layers, like the KV cache."""
+    model = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
+    d_inner, n_groups, d_state, kernel = 64 * 64, 8, 128, 4
+    state = 23 * ((d_inner + 2 * n_groups * d_state) * (kernel - 1) + 64 * 64 * d_state) * 4
+    kv = 2 * 6 * 2 * 128 * 2 * 4096
+    vllm = estimate(ModelRequest(model, engine="vllm"))
+    assert vllm.need_gib == pytest.approx(((vllm.weights_gib * GIB + kv + state) / GIB + 1.5) / 0.9)
+    d = vllm.as_dict()
+    assert (d["kv_cache_gb"], d["state_gb"]) == (round(kv / GIB, 3), round(state / GIB, 3))
+    assert (d["kv_cache_gb"], d["state_gb"]) == (0.023, 0.047)  # 0.0234 and 0.0465 GiB
+    cpp = estimate(ModelRequest(model, engine="llamacpp"))
+    shares = cpp.shares(MIXED)
+    assert len(shares) == 2
+    assert sum(s.need_gib - 1.0 for s in shares) == pytest.approx(
+        (cpp.weights_gib * GIB + kv + state) / GIB
+    )
+
+
+def test_a_tensor_split_of_true_is_refused_after_a_cached_one() -> None:
+    estimate(ModelRequest(L8, engine="llamacpp", tensor_split=(1, 1)))
+    with pytest.raises(GpubenchError, match="tensor_split shares must be numbers"):
+        estimate(ModelRequest(L8, engine="llamacpp", tensor_split=(True, 1)))  # == (1, 1)
+
+
+def test_a_one_layer_model_splits_its_two_slots() -> None:
+    """A one-layer model (the tiny test models have one): 2 slots, the layer and the output.
+    2:1 -> cumulative [2/3, 1]: slot 0 (0) and slot 1 (1/2) both below 2/3, on GPU 0."""
+    e = estimate(ModelRequest(L8, **CPP128K, tensor_split=(2, 1)))
+    tiny = dataclasses.replace(e, spec=dataclasses.replace(e.spec, num_layers=1))
+    [share] = tiny.shares(MIXED)
+    assert (share.index, share.what.split(":")[0]) == (0, "1 layers + output")
+    assert share.need_gib == pytest.approx(tiny.total_gib)
+
+
+def test_the_busiest_pipeline_stage_is_the_per_gpu_need() -> None:
+    # 32 layers in 3 stages: [11, 11, 10]; the embedding on stage 0, the LM head on stage 2
+    e = estimate(ModelRequest(L8, engine="vllm", pipeline_parallel=3))
+    kv_layer = 2 * 8 * 128 * 2 * 4096  # bf16, 4k tokens
+    stages = [11 * (LAYER8_BF16 + kv_layer) + EMBED8_BF16, 11 * (LAYER8_BF16 + kv_layer)]
+    stages.append(10 * (LAYER8_BF16 + kv_layer) + EMBED8_BF16)
+    needs = [(b / GIB + 1.5) / 0.9 for b in stages]
+    assert [s.need_gib for s in e.shares(PROFILES.get("3xrtx4090"))] == pytest.approx(
+        needs, rel=1e-5
+    )
+    assert e.per_gpu_need_gib == pytest.approx(needs[0], rel=1e-5)  # the busiest: stage 0
+    assert e.need_gib == pytest.approx(sum(needs), rel=1e-5)
 
 
 if __name__ == "__main__":  # pragma: no cover
