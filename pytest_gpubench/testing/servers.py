@@ -7,7 +7,7 @@ into their inner test files. One copy here, spliced into those files' text
 It has no braces, so the text can go through ``str.format``.
 """
 
-SERVER_CLASSES = '''
+SERVER_CLASSES = """
 from dataclasses import dataclass
 
 @dataclass(frozen=True)
@@ -19,4 +19,4 @@ class Server:
     base_url: str
     model: str = "stub-model"
     engine: Engine = Engine("llamacpp")
-'''
+"""
