@@ -59,6 +59,8 @@ UNGATED = frozenset(
     {
         "host_mem_peak_gib",
         "host_busy_cores",
+        "host_thread_busy_pct",  # the bound verdict's inputs: conditions, not results
+        "data_wait_pct",
         "avg_power_w",
         "peak_power_w",
         "gpu_util_pct",

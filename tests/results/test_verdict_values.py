@@ -126,6 +126,13 @@ def test_harness_metrics_are_gated_only_when_named() -> None:
     assert f.verdict == "suspect"
 
 
+@pytest.mark.parametrize("name", ["host_thread_busy_pct", "data_wait_pct"])
+def test_the_bound_verdicts_inputs_are_not_gated(name: str) -> None:
+    """They say why a result is what it is; a busier host thread is not a slower benchmark."""
+    cur, base = {name: m(90.0, False, "%", name)}, {name: m(30.0, False, "%", name)}
+    assert compare_metrics(cur, base, {}, 0.1) == []
+
+
 def test_two_rounds_use_the_t_value_of_one_degree_of_freedom() -> None:
     se = standard_error(m(100.0, ci95_low=90.0, ci95_high=110.0, rounds=2))
     assert se == pytest.approx(10 / 12.706204736174707 / 100)
