@@ -10,11 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from pytest_gpubench.testing.leftovers import inner_pytest_argv
 
 # One serving benchmark against the stub: FAIL_EVERY=1 makes the server fail every request,
 # so serve_bench records its metrics and then fails the test on the error rate.
@@ -81,9 +82,12 @@ def test_slow(gpubench):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupt_saves_what_finished(tmp_path: Path, sig: signal.Signals) -> None:
     (tmp_path / "test_interrupted.py").write_text(INTERRUPTED)
+    # SIGINT reset in the child: started from a background job, it would inherit SIGINT
+    # ignored, and Ctrl-C would then never reach it (seen here under scripts/under_load.sh)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--device=cpu",
-         "--gpubench-save-baseline=b.json", "--benchmark-json=pb.json", "test_interrupted.py"],
+        inner_pytest_argv("-p", "no:cacheprovider", "--device=cpu",
+                          "--gpubench-save-baseline=b.json", "--benchmark-json=pb.json",
+                          "test_interrupted.py"),
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
