@@ -21,17 +21,23 @@ from serving_cases import (
     TINY_SWEEP_WORKLOAD,
 )
 
+
+def model_mark(case, concurrency: int):
+    """The case's model for the fit estimate, at the concurrency the benchmark reaches."""
+    return pytest.mark.model(
+        case.model,
+        quant=case.quant,
+        context=case.context,
+        concurrency=concurrency,
+        engine=case.engine,
+    )
+
+
 PARAMS = [
     pytest.param(
         case,
         scenario,
-        marks=pytest.mark.model(
-            case.model,
-            quant=case.quant,
-            context=case.context,
-            concurrency=scenario.concurrency,
-            engine=case.engine,
-        ),
+        marks=model_mark(case, scenario.concurrency),
         id=f"{case.id}-{scenario.name}",
     )
     for case in LLM_CASES
@@ -49,32 +55,11 @@ def test_llm_inference(case, scenario, case_server, serve_bench) -> None:
 
 
 SWEEP_PARAMS = [
-    pytest.param(
-        case,
-        marks=pytest.mark.model(
-            case.model,
-            quant=case.quant,
-            context=case.context,
-            concurrency=max(SWEEP_CONCURRENCY),
-            engine=case.engine,
-        ),
-        id=case.id,
-    )
+    pytest.param(case, marks=model_mark(case, max(SWEEP_CONCURRENCY)), id=case.id)
     for case in LLM_CASES
 ]
 CAPACITY_PARAMS = [
-    pytest.param(
-        case,
-        marks=pytest.mark.model(
-            case.model,
-            quant=case.quant,
-            context=case.context,
-            concurrency=CAPACITY_MAX,
-            engine=case.engine,
-        ),
-        id=case.id,
-    )
-    for case in LLM_CASES
+    pytest.param(case, marks=model_mark(case, CAPACITY_MAX), id=case.id) for case in LLM_CASES
 ]
 
 
