@@ -6,7 +6,6 @@ through the rendezvous endpoint, as on two machines; only the address is shared 
 
 from __future__ import annotations
 
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,22 +19,11 @@ torch = require_module("torch", "distributed benchmarks need torch (the test ext
 transformers = require_module("transformers", "needs transformers (the test extra installs it)")
 
 from pytest_gpubench.distributed.launcher import RankFailure, torchrun  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    transformers.LlamaConfig(
-        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1,
-    ).save_pretrained(folder)  # fmt: skip
-    return folder
+from pytest_gpubench.launch.ports import free_port  # noqa: E402
 
 
 def free_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 def args(config: Path, steps: int = 3) -> list[str]:

@@ -20,20 +20,6 @@ transformers = require_module("transformers", "needs transformers (the test extr
 from pytest_gpubench.distributed.launcher import RankFailure, torchrun  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    transformers.LlamaConfig(
-        vocab_size=512,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-    ).save_pretrained(folder)
-    return folder
-
-
 def args(config: Path, strategy: str = "ddp", steps: int = 3) -> list[str]:
     return [
         "--config", str(config), "--strategy", strategy,
