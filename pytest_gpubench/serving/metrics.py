@@ -497,7 +497,9 @@ def batch_means_ci(
 
     In a closed loop the requests finishing in one block produced their tokens over roughly
     the block's span, so each block's tokens / span is one throughput sample; blocks several
-    requests long are close to independent. None with fewer than 3 blocks.
+    requests long are close to independent. None with fewer than 3 blocks. The t interval's
+    lower end is clamped at 0: three noisy blocks can put it below zero (a sweep point on the
+    CPU read -428 .. 6,333 tok/s), and no throughput is negative.
     """
     done = sorted((r for r in results if r.ok and r.end is not None), key=lambda r: r.end)
     rates = []
@@ -511,7 +513,7 @@ def batch_means_ci(
     if len(rates) < 3:
         return None
     low, high = mean_ci(rates)
-    return low, high, len(rates)
+    return max(0.0, low), high, len(rates)
 
 
 def result_rows(results: Sequence[RequestResult]) -> list[dict[str, Any]]:

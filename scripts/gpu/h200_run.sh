@@ -4,7 +4,11 @@
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh a   # + llama.cpp build
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh b
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh c   # needs /tmp/llama/DONE
-#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh d   # sweep + capacity (not run yet)
+# Issue 17 part 7 (llama.cpp sweeps and capacity), in a lease of its own:
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh build  # alone, all 16 cores
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh e  # Q4_K_M sweep; c10 again
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh f  # Q4_K_M capacity search
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh g  # Q8_0 sweep
 # Benchmarks run on cores 0-7; the llama.cpp build in the background on cores 8-15.
 set -o pipefail
 part="$1"
@@ -39,7 +43,22 @@ case "$part" in
       benchmarks/test_image_generation.py::test_z_image_turbo scripts/gpu/test_llamacpp_cuda.py \
       -k "not sweep and not capacity"
     ;;
-  d)  # issue 17 part 7: a sweep and a capacity search of llama.cpp (after part c's build)
-    run d scripts/gpu/test_llamacpp_cuda.py -k "sweep or capacity"
+  build)  # the llama.cpp build alone (nothing else runs): every core, waits for it
+    BUILD_CORES=0-15 BUILD_JOBS=16 setsid nohup bash scripts/gpu/llamacpp_build.sh \
+      > /tmp/llama.log 2>&1 < /dev/null &
+    for _ in $(seq 110); do [ -e /tmp/llama/DONE ] && break; sleep 5; done
+    grep -E "build rc|all done" /tmp/llama.log; ls -la /tmp/llama/*.gguf
+    cp /tmp/llama.log "$OUT/llama-build.log"
+    ;;
+  e)  # issue 17 part 7: the Q4_K_M sweep and the concurrency-10 entry again (its first run,
+    # in part c, recorded no placement: fixed since)
+    for _ in $(seq 100); do [ -e /tmp/llama/DONE ] && break; sleep 5; done
+    run e scripts/gpu/test_llamacpp_cuda.py -k "sweep and q4_k_m or concurrency_10"
+    ;;
+  f)  # issue 17 part 7: the capacity search
+    run f scripts/gpu/test_llamacpp_cuda.py -k capacity
+    ;;
+  g)  # the Q8_0 sweep: a second frontier on the same GPU
+    run g scripts/gpu/test_llamacpp_cuda.py -k "sweep and q8_0"
     ;;
 esac

@@ -14,12 +14,15 @@ src=$(dirname "$(find . -maxdepth 4 -name CMakeLists.txt -path '*llama.cpp/CMake
     "$work/llama8b-f16.gguf" > "$work/gguf.log" 2>&1 ) &
 cmake -S "$src" -B build -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release > cmake.log 2>&1
-# on cores 8-15 only (-j 8): the benchmarks that run meanwhile are pinned to cores 0-7
-taskset -c 8-15 cmake --build build --target llama-server llama-bench llama-quantize -j 8 \
-  > build.log 2>&1
+# on cores 8-15 only (-j 8) by default: the benchmarks that run meanwhile are pinned to cores
+# 0-7; BUILD_CORES=0-15 BUILD_JOBS=16 when the build runs alone (h200_run.sh build)
+taskset -c "${BUILD_CORES:-8-15}" cmake --build build --target llama-server llama-bench \
+  llama-quantize -j "${BUILD_JOBS:-8}" > build.log 2>&1
 echo "build rc=$? after $(( $(date +%s) - start )) s"
 wait
 build/bin/llama-quantize llama8b-f16.gguf llama8b-q4_k_m.gguf Q4_K_M 16 > quantize.log 2>&1
+# Q8_0 too: the sweep draws one frontier per quantization (scripts/gpu/test_llamacpp_cuda.py)
+build/bin/llama-quantize llama8b-f16.gguf llama8b-q8_0.gguf Q8_0 16 >> quantize.log 2>&1
 ls -la "$work"/*.gguf
 # llama-bench is not run here: it would share the GPU with whatever benchmark runs meanwhile
 # (on the H200, 2026-12-01, tg128 read 129.6 tok/s beside RT-DETRv2 training, 251.7 alone);

@@ -136,19 +136,51 @@ def test_llama8b_partial_offload_flagged_with_layer_counts(llm_server, serve_ben
     assert "estimate_error_pct" in placement
 
 
-def sweep_server(llm_server):
-    """32 slots of 2,048 tokens each: room for the seeds' ~1000 in / ~300 out at 32 users."""
-    return server(llm_server, context=65536, parallel=32)
+SWEEP_SLOTS = 64  # llama-server --parallel: every user of the sweep has a slot of its own
+SLOT_TOKENS = 2048  # room for the seeds' ~1000 in / ~300 out (+-30%) per slot
+QUANTS = {"q4_k_m": GGUF, "q8_0": LLAMA / "llama8b-q8_0.gguf"}
+
+
+def sweep_server(llm_server, gguf: Path = GGUF):
+    """64 slots of 2,048 tokens each (context 131,072; KV 16 GiB at f16 for the 8B)."""
+    return llm_server(
+        engine="llamacpp",
+        model=str(gguf),
+        executable=str(SERVER),
+        options={
+            "context": SWEEP_SLOTS * SLOT_TOKENS,
+            "n_gpu_layers": 99,
+            "flash_attn": "on",
+            "parallel": SWEEP_SLOTS,
+        },
+    )
+
+
+def quant_case(quant: str):
+    """One sweep case per quantization, fit-checked at the sweep server's whole context."""
+    marks = [
+        pytest.mark.model(
+            "meta-llama/Llama-3.1-8B-Instruct",
+            quant=quant,
+            engine="llamacpp",
+            context=SWEEP_SLOTS * SLOT_TOKENS,
+        ),
+        pytest.mark.skipif(
+            not QUANTS[quant].exists(), reason=f"needs {QUANTS[quant]} (llamacpp_build.sh)"
+        ),
+    ]
+    return pytest.param(quant, marks=marks, id=quant)
 
 
 @pytest.mark.llm_inference
-@MODEL
-def test_llama8b_q4km_concurrency_sweep(llm_server, serve_bench):
-    """Issue 17 part 7: the seeds' workload shape at 1..32 users; the points go into the
-    baseline (per-point metrics) and `pytest-gpubench pareto` draws the frontier."""
+@pytest.mark.parametrize("quant", [quant_case("q4_k_m"), quant_case("q8_0")])
+def test_llama8b_concurrency_sweep(llm_server, serve_bench, quant):
+    """Issue 17 part 7: the seeds' workload shape at 1..64 users, each with a slot; the points
+    go into the baseline (per-point metrics) and `pytest-gpubench pareto` draws the frontier of
+    each quantization."""
     r = serve_bench.sweep(
-        sweep_server(llm_server),
-        concurrency=[1, 2, 4, 8, 16, 32],
+        sweep_server(llm_server, QUANTS[quant]),
+        concurrency=[1, 2, 4, 8, 16, 32, 64],
         input_len=1000,
         output_len=300,
         range_ratio=0.3,
@@ -157,14 +189,15 @@ def test_llama8b_q4km_concurrency_sweep(llm_server, serve_bench):
 
 
 @pytest.mark.llm_inference
-@MODEL
-def test_llama8b_q4km_capacity(llm_server, serve_bench):
-    """How many users at p90 TTFT <= 2 s and TPOT <= 50 ms (the suite's capacity SLO)."""
+@pytest.mark.parametrize("quant", [quant_case("q4_k_m")])
+def test_llama8b_capacity(llm_server, serve_bench, quant):
+    """How many users at p90 TTFT <= 2 s and TPOT <= 50 ms (20 tok/s each, faster than
+    reading): bracket up to 64 users, bisect, re-measure at the boundary."""
     r = serve_bench.capacity(
-        sweep_server(llm_server),
+        sweep_server(llm_server, QUANTS[quant]),
         slo={"ttft_ms": 2000, "tpot_ms": 50},
         percentile=90,
-        max_concurrency=32,
+        max_concurrency=SWEEP_SLOTS,
         input_len=1000,
         output_len=300,
         range_ratio=0.3,

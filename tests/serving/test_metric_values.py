@@ -281,6 +281,16 @@ def test_batch_means_interval() -> None:
     same = [done(1), done(1), done(1), done(1), done(2), done(3), done(4)]
     low, high, n = batch_means_ci(same, 0.0, 1)
     assert n == 4  # five blocks, one with no span
+    # three blocks far apart: 10 tok / 1 s, 10 / 0.01 s, 10 / 1 s; the t interval's lower end
+    # (mean 340 - 4.30 * sem 330 < 0) is clamped at 0, the upper end is left as it is
+    wild = [done(1), done(1.01), done(2.01)]
+    rates = [10.0, 1000.0, 10.0]
+    mean = sum(rates) / 3
+    sem = math.sqrt(sum((x - mean) ** 2 for x in rates) / 2) / math.sqrt(3)
+    assert mean - T975[2] * sem < 0
+    low, high, n = batch_means_ci(wild, 0.0, 1)
+    assert (low, n) == (0.0, 3)
+    assert high == pytest.approx(mean + T975[2] * sem)
 
 
 def test_error_summary_groups_first_lines() -> None:
