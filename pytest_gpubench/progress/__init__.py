@@ -7,7 +7,10 @@ capture suspended, so the line shows under pytest's default capture (the old che
 ``sys.__stderr__.isatty()`` never did: under capture a user on a terminal saw nothing). A
 progress line is written on a line of its own and erased when the work ends, so a ``-v``
 line is rewritten whole by pytest rather than overwritten. It is off when the output is not
-a terminal, under ``-q``, or with ``--gpubench-progress=off``; every start and end is logged
+a terminal, under ``-q``, or with ``--gpubench-progress=off``. ``say`` writes a permanent
+line instead (a finished sweep point, say): on a terminal and in a piped log alike, since a
+long search that is killed must leave what it measured where the user looks; off under
+``-q`` and with ``--gpubench-progress=off``. Every start and end is logged
 through ``logging`` (logger ``pytest_gpubench``) either way, so ``--log-cli-level=INFO`` and
 ``caplog`` see the plugin's work.
 
@@ -38,6 +41,7 @@ class Sink:
     suspended: Callable[[], contextlib.AbstractContextManager[Any]]  # capture off meanwhile
     newline: Callable[[], None]  # end whatever line pytest had begun (the -v test id)
     width: int = 80
+    live: bool = True  # transient lines (a terminal); False: only ``say``'s permanent lines
 
 
 _sink: Sink | None = None
@@ -93,7 +97,7 @@ class Task:
 
     def _draw(self) -> None:
         sink = _sink
-        if sink is None:
+        if sink is None or not sink.live:
             return
         with sink.suspended():
             if not self._shown:
@@ -104,7 +108,7 @@ class Task:
 
     def close(self) -> None:
         sink = _sink
-        if sink is not None and self._shown:
+        if sink is not None and sink.live and self._shown:
             with sink.suspended():
                 sink.write("\r" + " " * (sink.width - 1) + "\r")
 
@@ -122,6 +126,22 @@ def task(label: str, total: float | None = None, unit: str = "") -> Iterator[Tas
         _open.remove(t)
         t.close()
         log.info("%s: %.1f s", label, time.monotonic() - t.start)
+
+
+def say(line: str) -> None:
+    """A permanent line, ``gpubench: <line>``, written above any open progress line (which is
+    redrawn after it) and logged at INFO."""
+    log.info("%s", line)
+    sink = _sink
+    if sink is None:
+        return
+    with sink.suspended():
+        sink.newline()
+        if sink.live and any(t._shown for t in _open):
+            sink.write("\r" + " " * (sink.width - 1) + "\r")
+        sink.write(f"gpubench: {line}\n")
+    for t in _open:
+        t._drawn = 0.0  # redraw on the next update
 
 
 def note(detail: str) -> None:

@@ -11,13 +11,13 @@ from pytest_gpubench.progress import Sink
 
 
 def terminal_sink(config: pytest.Config, mode: str) -> Sink | None:
-    """A sink on pytest's terminal writer, or None: not a terminal (``auto``), ``-q``, or
-    ``--gpubench-progress=off``."""
+    """A sink on pytest's terminal writer, or None (``-q``, ``--gpubench-progress=off``).
+    Not a terminal under ``auto``: permanent lines only (``progress.say``), no transient
+    ones, which would fill a log with carriage returns."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or mode == "off" or config.get_verbosity() < 0:
         return None
-    if mode == "auto" and not reporter.isatty:
-        return None
+    live = mode == "on" or reporter.isatty
     capman = config.pluginmanager.get_plugin("capturemanager")
 
     def suspended() -> contextlib.AbstractContextManager[object]:
@@ -31,4 +31,5 @@ def terminal_sink(config: pytest.Config, mode: str) -> Sink | None:
         suspended=suspended,
         newline=reporter.ensure_newline,
         width=max(40, min(shutil.get_terminal_size((100, 24)).columns, 160)),
+        live=live,
     )

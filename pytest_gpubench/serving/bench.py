@@ -33,6 +33,7 @@ from pytest_gpubench.engines import Engine, find_engine
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import mean_ci
+from pytest_gpubench.results.record import record_note
 from pytest_gpubench.serving.arguments import (
     check_depth_sweep,
     check_serve,
@@ -700,14 +701,17 @@ class ServeBench:
         warmups: int | None = None,
         stop_at_saturation: bool = True,
         saturation_tolerance: float = 0.1,
+        time_budget_s: float | None = None,
         **workload: Any,
     ) -> Any:
         """One point per concurrency, request rate or ``(input_len, output_len)`` shape (the
         one argument given as a list), each with its own warm-ups (default one per stream)
         and ``prompts_per_user`` requests per stream (or ``num_prompts`` at every point);
-        stops after the first point that saturates. ``workload`` is any other
-        ``serve_bench`` argument. Returns a ``SweepResult`` whose ``.points`` carry
-        ``.concurrency``, ``.request_rate``, ``.input_len``, ``.output_len``, ``.metrics``."""
+        stops after the first point that saturates, or before a point that would take the
+        sweep past ``time_budget_s`` seconds (estimated from the points measured; the first
+        always runs). ``workload`` is any other ``serve_bench`` argument. Returns a
+        ``SweepResult`` whose ``.points`` carry ``.concurrency``, ``.request_rate``,
+        ``.input_len``, ``.output_len``, ``.metrics``."""
         from pytest_gpubench.serving import sweep as sw
 
         whole("prompts_per_user", prompts_per_user, 1)
@@ -715,6 +719,7 @@ class ServeBench:
         whole("num_prompts", num_prompts, 1, none="scaled per point")
         whole("warmups", warmups, 0, none="one per stream")
         real("saturation_tolerance", saturation_tolerance, low=0, hint="a fraction such as 0.1")
+        budget_s = real("time_budget_s", time_budget_s, low=0, none="no limit", hint="seconds")
         args = self._point_args(workload, ("concurrency", "request_rate", "num_prompts"))
         settings = sw.settings_for(
             concurrency, request_rate, shapes, args["input_len"], args["output_len"]
@@ -738,7 +743,17 @@ class ServeBench:
             def run() -> None:
                 nonlocal stopped
                 points.clear()
+                budget = sw.Budget(budget_s)
                 for s, plan in zip(settings, plans, strict=True):
+                    requests = len(plan.specs) + len(plan.warm_specs)
+                    cost = sw.point_cost(points, s.concurrency, s.request_rate, requests)
+                    if not budget.allows(cost):
+                        stopped = "time_budget"
+                        progress.say(
+                            f"sweep stopped before {s.label}: about {cost:.0f} s more would "
+                            f"pass time_budget_s={budget_s:g} ({budget.elapsed():.0f} s spent)"
+                        )
+                        break
                     point = sweeper.measure(s, plan, bar)
                     points.append(point)
                     if (
@@ -749,6 +764,8 @@ class ServeBench:
                     ):
                         point.saturated = True
                         stopped = "saturation"
+                    progress.say(sw.describe_point("sweep", point))
+                    if stopped == "saturation":
                         break
 
             with self._progress(total, f"sweep {self._label(first)}") as bar:
@@ -763,9 +780,17 @@ class ServeBench:
                 "gpus": sweeper.gpus,
                 "slo_ms": first.slo_ms or None,
                 "prompts_per_user": prompts_per_user,
+                "time_budget_s": budget_s,
                 "points": [p.as_dict() for p in points],
             }
             self._record_sweep_info("sweep", info, first)
+            if stopped == "time_budget":
+                record_note(
+                    self.request,
+                    f"{self.request.node.name}: sweep stopped by time_budget_s={budget_s:g} "
+                    f"after {', '.join(p.label for p in points)}; the settings after those "
+                    "were not measured",
+                )
         for point in points:
             self._check(point.result, first.max_error_rate, first.ignore_eos)
         return result
@@ -784,13 +809,17 @@ class ServeBench:
         min_prompts: int = 8,
         num_prompts: int | None = None,
         warmups: int | None = None,
+        time_budget_s: float | None = None,
         **workload: Any,
     ) -> Any:
         """The highest concurrency (from ``min_concurrency`` to ``max_concurrency``) whose
         ``percentile`` of every SLO metric (``ttft_ms``, ``tpot_ms``, ``e2el_ms``) is within
         its limit: bracket by doubling, bisect, re-measure either side of the boundary
-        ``remeasure`` more times. Records ``capacity_users``; returns a ``CapacityResult``
-        (``.max_concurrency``, ``.points`` in the order measured)."""
+        ``remeasure`` more times. With ``time_budget_s`` the search stops before a point that
+        would pass it (estimated from the points measured) and answers with what it has:
+        ``.stopped_by == "time_budget"``, the capacity the highest concurrency that passed so
+        far and ``.upper`` the lowest that failed. Records ``capacity_users``; returns a
+        ``CapacityResult`` (``.max_concurrency``, ``.points`` in the order measured)."""
         from pytest_gpubench.serving import sweep as sw
 
         slo_ms = check_slo(slo)
@@ -806,6 +835,7 @@ class ServeBench:
         whole("min_prompts", min_prompts, 1)
         whole("num_prompts", num_prompts, 1, none="scaled per point")
         whole("warmups", warmups, 0, none="one per stream")
+        budget_s = real("time_budget_s", time_budget_s, low=0, none="no limit", hint="seconds")
         args = self._point_args(workload, ("concurrency", "num_prompts", "slo"))
         args["slo"] = slo_ms
         rate = args["request_rate"]
@@ -822,13 +852,24 @@ class ServeBench:
                     sw.warmups_for(s, warmups),
                 )
                 found.setdefault("plan", plan)
+                requests = len(plan.specs) + len(plan.warm_specs)
+                cost = sw.point_cost(points, c, rate, requests)
+                if not found["budget"].allows(cost):
+                    progress.say(
+                        f"capacity search stopped before c{c}: about {cost:.0f} s more would "
+                        f"pass time_budget_s={budget_s:g} "
+                        f"({found['budget'].elapsed():.0f} s spent)"
+                    )
+                    raise sw.OutOfTime
                 point = sweeper.measure(s, plan, bar)
                 point.meets_slo = sw.meets(point.metrics, slo_ms, pct, plan.max_error_rate)
                 points.append(point)
+                progress.say(sw.describe_point("capacity", point, pct))
                 return point.meets_slo
 
             def run() -> None:
                 points.clear()
+                found["budget"] = sw.Budget(budget_s)
                 found["answer"] = sw.search_capacity(
                     passes, highest, remeasure=remeasure, min_concurrency=lowest
                 )
@@ -836,8 +877,11 @@ class ServeBench:
             with self._progress(None, f"capacity {self.request.node.name}") as bar:
                 self.gpubench.in_server = True
                 _, times = self.gpubench.time(run, rounds=1, warmup_rounds=0)
-        users, capped = found["answer"]
-        result = sw.CapacityResult(users, points, slo_ms, pct, capped)
+        answer = found["answer"]
+        users, capped = answer.capacity, answer.capped
+        result = sw.CapacityResult(
+            users, points, slo_ms, pct, capped, answer.upper, answer.stopped_by
+        )
         first = found["plan"]
         if times:
             spread = {
@@ -854,6 +898,9 @@ class ServeBench:
             info = {
                 "max_concurrency": users,
                 "capped": capped,
+                "upper": answer.upper,
+                "stopped_by": answer.stopped_by,
+                "time_budget_s": budget_s,
                 "slo_ms": slo_ms,
                 "percentile": pct,
                 "search": [min_concurrency, max_concurrency],
@@ -862,6 +909,16 @@ class ServeBench:
                 "points": [p.as_dict() for p in points],
             }
             self._record_sweep_info("capacity", info, first)
+            if answer.stopped_by == "time_budget":
+                upper = (
+                    f"c{answer.upper} failed" if answer.upper is not None else "nothing failed yet"
+                )
+                record_note(
+                    self.request,
+                    f"{self.request.node.name}: capacity search stopped by time_budget_s="
+                    f"{budget_s:g} after {len(points)} point{'s' if len(points) != 1 else ''}: "
+                    f"{users} users is what passed so far, a lower bound ({upper})",
+                )
         if users == 0 and points and points[0].result.error_rate > first.max_error_rate:
             self._check(points[0].result, first.max_error_rate, first.ignore_eos)
         return result

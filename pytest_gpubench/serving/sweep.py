@@ -4,15 +4,22 @@ A sweep measures one point per load setting (a concurrency, a request rate, or a
 ``(input_len, output_len)`` shape), each with the full serving metrics, its own warm-ups and a
 number of prompts scaled to the point (``prompts_per_user`` requests per stream, so every
 point runs several requests deep rather than one ramp-up and drain); a concurrency or rate
-sweep stops early at the first point that saturates: output tokens/s flat within the noise
-(the larger of ``saturation_tolerance`` and the point's own 95% interval) while the latency
-rises by more than the same margin.
+sweep stops early at the first point that saturates: output tokens/s gained no more than
+``saturation_tolerance`` while the latency rose by more than the same margin.
 
 A capacity search finds the highest concurrency whose chosen percentile meets every SLO:
 doubling from 1 until a point fails (bracket), bisecting between the last pass and the first
 fail, then re-measuring the two concurrencies either side of the boundary (a concurrency
 passes when more than half of its measurements pass); a re-measured boundary that moves
 resumes the bisection.
+
+Both take a ``time_budget_s``: before each point after the first, the point's cost is estimated
+from the points measured (``point_cost``) and the work stops where it stands if the budget
+would be passed; the result says so (``stopped_by="time_budget"``) and keeps every point
+measured. Why: on the H200 a capacity search of llama.cpp to 64 users ran past the 9 minutes
+its GPU call had and was killed with nothing recorded. Every finished point is also written as
+a permanent line (``progress.say``), so a search that is killed still leaves its points in the
+log.
 
 Everything here is pure except ``Sweeper``, which drives ``ServeBench``'s own build / run /
 aggregate steps, so a point's metrics are exactly what ``serve_bench`` would record for it.
@@ -26,9 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
@@ -93,6 +101,7 @@ class SweepPoint:
     steady: dict[str, float] = field(default_factory=dict)
     saturated: bool = False
     meets_slo: bool | None = None  # capacity points: this measurement met every SLO
+    wall_s: float = 0.0  # the point's wall time, warm-ups included (what the next one costs)
     result: Any = field(default=None, repr=False, compare=False)  # the point's ServeResult
 
     def __getitem__(self, name: str) -> float:
@@ -113,6 +122,7 @@ class SweepPoint:
             "warmups": self.warmups,
             "steady": self.steady,
             "saturated": self.saturated,
+            "wall_s": round(self.wall_s, 3),
             **({"meets_slo": self.meets_slo} if self.meets_slo is not None else {}),
             "metrics": {n: m.as_dict() for n, m in self.metrics.items()},
         }
@@ -122,7 +132,7 @@ class SweepPoint:
 class SweepResult:
     points: list[SweepPoint]
     axis: str
-    stopped_by: str  # "done" (every setting measured) or "saturation"
+    stopped_by: str  # "done" (every setting measured), "saturation" or "time_budget"
     gpus: int = 1
 
     @property
@@ -137,6 +147,8 @@ class CapacityResult:
     slo: dict[str, float]
     percentile: int
     capped: bool = False  # max_concurrency met the SLO: the capacity may be higher
+    upper: int | None = None  # the lowest concurrency found to fail (None: none failed)
+    stopped_by: str = "done"  # or "time_budget": the search stopped before its boundary
 
     @property
     def frontier(self) -> list[SweepPoint]:
@@ -211,25 +223,22 @@ def steady_state(results: Sequence[RequestResult], target: int | None) -> dict[s
 # --- saturation, SLO, frontier: pure ----------------------------------------------------------
 
 
-def _half_width(m: Metric) -> float:
-    low, high = m.spread.get("ci95_low"), m.spread.get("ci95_high")
-    if low is None or high is None or not m.value:
-        return 0.0
-    return (high - low) / 2 / abs(m.value)
-
-
 def saturated(
     before: Mapping[str, Metric], now: Mapping[str, Metric], tolerance: float = 0.1
 ) -> bool:
-    """``now`` (more load than ``before``) gained no throughput beyond the noise (the larger
-    of ``tolerance`` and ``now``'s own relative 95% half-width) while its end-to-end latency
-    rose by more than ``tolerance``."""
+    """``now`` (more load than ``before``) gained no more than ``tolerance`` in throughput while
+    its end-to-end latency rose by more than ``tolerance``.
+
+    The point's own 95% interval does not widen the "flat" band: with a few blocks it is wide
+    (on the H200, llama.cpp at 4 users read 364 tok/s, 95% CI 0 .. 765, while 10 users served
+    445), so widening by it stopped sweeps at the first noisy point. Noise that wide means the
+    data cannot tell, and a sweep that cannot tell measures the next point rather than stop.
+    """
     a, b = before.get("output_tok_s"), now.get("output_tok_s")
     la, lb = before.get("e2el_ms"), now.get("e2el_ms")
     if a is None or b is None or la is None or lb is None or a.value <= 0 or la.value <= 0:
         return False
-    gain = b.value / a.value - 1
-    flat = gain <= max(tolerance, _half_width(b))
+    flat = b.value / a.value - 1 <= tolerance
     slower = lb.value / la.value - 1 > tolerance
     return flat and slower
 
@@ -293,18 +302,34 @@ def pareto_frontier(points: Iterable[Any]) -> list[Any]:
     return [p for _, p in sorted(front, key=lambda cp: (cp[0][0], -cp[0][1]))]
 
 
+class OutOfTime(Exception):
+    """Raised by a capacity search's ``passes`` when the next point would pass the budget."""
+
+
+class Found(NamedTuple):
+    """What ``search_capacity`` found: the capacity, whether ``max_concurrency`` passed
+    (``capped``), the lowest concurrency that failed (``upper``; None when none did) and
+    why it stopped: ``"done"`` or ``"time_budget"`` (``OutOfTime`` from ``passes``)."""
+
+    capacity: int
+    capped: bool
+    upper: int | None = None
+    stopped_by: str = "done"
+
+
 def search_capacity(
     passes: Callable[[int], bool],
     max_concurrency: int,
     *,
     remeasure: int = 1,
     min_concurrency: int = 1,
-) -> tuple[int, bool]:
+) -> Found:
     """The highest concurrency in ``[min_concurrency, max_concurrency]`` that passes, found by
     doubling (bracket), bisecting, and re-measuring either side of the boundary ``remeasure``
-    more times (a concurrency passes when more than half of its measurements pass). Returns
-    ``(capacity, capped)``: capacity 0 when ``min_concurrency`` fails; ``capped`` when
-    ``max_concurrency`` passes (the real capacity may be higher)."""
+    more times (a concurrency passes when more than half of its measurements pass). Capacity
+    0 when ``min_concurrency`` fails; ``capped`` when ``max_concurrency`` passes (the real
+    capacity may be higher). When ``passes`` raises ``OutOfTime`` the search stops where it
+    stands: the capacity is the highest concurrency whose measurements so far pass."""
     votes: dict[int, list[bool]] = {}
 
     def verdict(c: int) -> bool:
@@ -312,7 +337,8 @@ def search_capacity(
         return sum(v) * 2 > len(v)
 
     def measure(c: int) -> bool:
-        votes.setdefault(c, []).append(bool(passes(c)))
+        ok = bool(passes(c))  # first: a point that never ran (OutOfTime) casts no vote
+        votes.setdefault(c, []).append(ok)
         return verdict(c)
 
     none = min_concurrency - 1  # lo when nothing has passed
@@ -330,30 +356,124 @@ def search_capacity(
                 hi = c
                 return
 
-    bracket(min_concurrency)
-    for _ in range(64):  # bisect, re-measure the boundary, again while it moves
-        while hi is not None and hi - lo > 1:
-            mid = (lo + hi) // 2
-            if measure(mid):
-                lo = mid
+    def search() -> None:
+        nonlocal lo, hi
+        bracket(min_concurrency)
+        for _ in range(64):  # bisect, re-measure the boundary, again while it moves
+            while hi is not None and hi - lo > 1:
+                mid = (lo + hi) // 2
+                if measure(mid):
+                    lo = mid
+                else:
+                    hi = mid
+            for c in (lo, hi):
+                if c is not None and c > none:
+                    while len(votes[c]) < 1 + remeasure:
+                        measure(c)
+            if lo > none and not verdict(lo):  # the pass did not hold: look lower
+                hi = lo
+                lo = max((k for k in votes if k < lo and verdict(k)), default=none)
+            elif hi is not None and verdict(hi):  # the fail did not hold: look higher
+                lo = hi
+                hi = min((k for k in votes if k > lo and not verdict(k)), default=None)
+                if hi is None and lo < max_concurrency:
+                    bracket(min(lo * 2, max_concurrency))
             else:
-                hi = mid
-        for c in (lo, hi):
-            if c is not None and c > none:
-                while len(votes[c]) < 1 + remeasure:
-                    measure(c)
-        if lo > none and not verdict(lo):  # the pass did not hold: look lower
-            hi = lo
-            lo = max((k for k in votes if k < lo and verdict(k)), default=none)
-        elif hi is not None and verdict(hi):  # the fail did not hold: look higher
-            lo = hi
-            hi = min((k for k in votes if k > lo and not verdict(k)), default=None)
-            if hi is None and lo < max_concurrency:
-                bracket(min(lo * 2, max_concurrency))
-        else:
-            break
+                break
+
+    stopped = "done"
+    try:
+        search()
+    except OutOfTime:
+        stopped = "time_budget"
+        passing = [k for k in votes if verdict(k)]
+        failing = [k for k in votes if not verdict(k)]
+        lo = max(passing, default=none)
+        hi = min((k for k in failing if k > lo), default=None)
     capacity = lo if lo > none else 0
-    return capacity, capacity == max_concurrency
+    return Found(capacity, capacity == max_concurrency, hi, stopped)
+
+
+@dataclass
+class Budget:
+    """A wall-clock limit for a sweep or a capacity search (None: no limit), checked before
+    each point: a point starts only when the time spent plus its estimated cost fits. The
+    first point always runs (nothing is known of the cost before it)."""
+
+    seconds: float | None
+    clock: Callable[[], float] = time.monotonic
+    start: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.start = self.clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def allows(self, cost_s: float | None) -> bool:
+        if self.seconds is None or cost_s is None:
+            return True
+        return self.elapsed() + cost_s <= self.seconds
+
+
+def point_cost(
+    measured: Sequence[SweepPoint], concurrency: int | None, rate: float | None, requests: int
+) -> float | None:
+    """Seconds a point of ``requests`` requests (warm-ups included) should take, from the
+    points measured so far; None before the first.
+
+    A closed loop of ``c`` users runs ``requests / c`` waves, each one request long, so a
+    point's wall time over its waves is one request's wall time at that load. It is read
+    from the measured point nearest at or above ``c``; above every measured point, from the
+    highest one scaled by ``c / its c`` (past saturation a request's latency grows in
+    proportion to the users, before it less: the estimate errs long). An open loop at
+    ``rate`` requests/s takes ``requests / rate`` plus one request's latency to drain.
+    """
+    done = [p for p in measured if p.wall_s > 0 and (p.num_prompts + p.warmups) > 0]
+    if not done:
+        return None
+    if concurrency is None:
+        last = done[-1]
+        e2el = last.get("e2el_ms") or 0.0
+        if rate is not None and math.isfinite(rate) and rate > 0:
+            return requests / rate + e2el / 1000
+        return last.wall_s
+
+    def per_wave(p: SweepPoint) -> float:
+        c = p.concurrency or 1
+        return p.wall_s / max(1.0, (p.num_prompts + p.warmups) / c)
+
+    waves = max(1.0, requests / concurrency)
+    above = [p for p in done if (p.concurrency or 1) >= concurrency]
+    if above:
+        nearest = min(above, key=lambda p: p.concurrency or 1)
+        return per_wave(nearest) * waves
+    top = max(done, key=lambda p: p.concurrency or 1)
+    return per_wave(top) * waves * concurrency / (top.concurrency or 1)
+
+
+def describe_point(kind: str, point: SweepPoint, percentile: int = 90) -> str:
+    """The permanent line a finished point leaves on the terminal and in the log."""
+
+    def pct(name: str) -> str:
+        m = point.metrics.get(name)
+        if m is None:
+            return "-"
+        return f"{m.value:,.0f}/{m.spread.get(f'p{percentile}', m.value):,.0f}"
+
+    out = point.metrics.get("output_tok_s")
+    parts = [
+        f"{kind} {point.label}:",
+        f"{out.value:,.1f} output tok/s," if out is not None else "",
+        f"ttft mean/p{percentile} {pct('ttft_ms')} ms,",
+        f"tpot {pct('tpot_ms')} ms,",
+        f"{point.wall_s:.1f} s;",
+    ]
+    if point.meets_slo is not None:
+        parts.append("meets the SLO" if point.meets_slo else "misses the SLO")
+    if point.saturated:
+        parts.append("saturated")
+    return " ".join(p for p in parts if p).rstrip(";")
 
 
 # --- driving ServeBench -----------------------------------------------------------------------
@@ -472,6 +592,7 @@ class Sweeper:
         assert self.loop is not None
         if self.client is None:
             self.client = self.bench._client(plan, self.loop, self.pool)
+        began = time.monotonic()
         self.bench._warm_up(plan, self.loop, self.client)
         run = self.bench._run_once(plan, self.loop, self.client, bar)
         metrics = self.bench._metrics([run], plan.slo_ms, plan.ignore_eos, None)
@@ -488,6 +609,7 @@ class Sweeper:
             num_prompts=len(plan.specs),
             warmups=len(plan.warm_specs),
             steady=steady_state(run.results, setting.concurrency),
+            wall_s=time.monotonic() - began,
             result=result,
         )
 

@@ -198,6 +198,7 @@ def test_llama8b_capacity(llm_server, serve_bench, quant):
         slo={"ttft_ms": 2000, "tpot_ms": 50},
         percentile=90,
         max_concurrency=SWEEP_SLOTS,
+        prompts_per_user=3,  # 4 (the sweep's) would not fit one 10-minute GPU call
         input_len=1000,
         output_len=300,
         range_ratio=0.3,
