@@ -133,6 +133,11 @@ def _pareto(args: argparse.Namespace) -> int:
     from pytest_gpubench.results.atomic import write_text_atomic
 
     curves = pareto.load_curves(args.files, args.key)
+    if args.slo:
+        from pytest_gpubench.serving.sweep import check_percentile
+
+        pct = check_percentile(args.percentile)
+        pareto.apply_slo(curves, pareto.parse_slo(args.slo), pct)
     for line in pareto.text_rows(curves):
         print(line)
     if args.png:
@@ -208,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     par.add_argument("--png", metavar="FILE", help="write the chart (PNG; .svg for SVG)")
     par.add_argument("--html", metavar="FILE", help="write a page with the chart and table")
     par.add_argument("--title", default="", help="the chart's title")
+    par.add_argument(
+        "--slo",
+        metavar="LIMITS",
+        help="judge sweeps recorded without an SLO: e.g. tpot_ms=50,ttft_ms=2000 (ms; "
+        "ttft_ms, tpot_ms, e2el_ms); draws the line and reads each such curve's capacity from "
+        "its swept concurrencies (marked 'on the swept grid')",
+    )
+    par.add_argument(
+        "--percentile",
+        type=int,
+        default=90,
+        help="the percentile --slo limits (50, 90, 95 or 99; default 90)",
+    )
     par.set_defaults(func=_pareto)
     fit_cli.add_parser(sub)
     return parser

@@ -524,19 +524,23 @@ def pareto_figure(curves: Sequence[Any], title: str = "") -> Figure:
                 [cap.per_user], [cap.per_gpu], marker="*", s=220, color=color,
                 edgecolors="black", linewidths=0.8, zorder=5,
             )  # fmt: skip
-            ax.annotate(
-                f"capacity {curve.capacity} users",
+            grid = curve.capacity_source == "grid"
+            ax.annotate(  # short here (labels of several curves must not overlap); whole in
+                # the text rows and the HTML list: "capacity 8 users on the swept grid, ..."
+                f"capacity {curve.capacity}" + (" (swept grid)" if grid else " users"),
                 (cap.per_user, cap.per_gpu),
                 textcoords="offset points",
-                xytext=(8, -12),
+                xytext=(10, -12 - 11 * (i % 3)),
                 fontsize=8,
                 color=color,
                 fontweight="bold",
             )
     line = tpot_line(curves)
     if line is not None:
-        ax.axvline(line, color="#b42318", linestyle="--", linewidth=1.2,
-                   label=f"SLO: TPOT {1000 / line:g} ms ({line:.3g} tok/s/user)")  # fmt: skip
+        at = sorted({c.percentile for c in curves if c.percentile and c.slo_ms.get("tpot_ms")})
+        judged = f" at p{'/p'.join(map(str, at))}; x is the mean" if at else ""
+        label = f"SLO: TPOT {1000 / line:g} ms ({line:.3g} tok/s/user{judged})"
+        ax.axvline(line, color="#b42318", linestyle="--", linewidth=1.2, label=label)
         ax.axvspan(0, line, color="#b42318", alpha=0.05)  # too slow for the SLO
     slos = sorted(
         {f"{k} <= {v:g} ms" for c in curves for k, v in c.slo_ms.items() if k != "tpot_ms"}

@@ -441,6 +441,8 @@ header to sort; hover a chart's label for the full test id.</p>
 
 def pareto_section(curves: Sequence[Any]) -> str:
     """The Pareto chart (inline SVG) and each curve's frontier as a table."""
+    from pytest_gpubench.report.pareto import capacity_text
+
     try:
         from pytest_gpubench.report.charts import pareto_svg
 
@@ -460,7 +462,7 @@ def pareto_section(curves: Sequence[Any]) -> str:
                 "</tr>"
             )
     caps = "".join(
-        f"<li>{html.escape(c.name)}: capacity <b>{c.capacity}</b> users"
+        f"<li>{html.escape(c.name)}: <b>{html.escape(capacity_text(c))}</b>"
         + (
             " at "
             + html.escape(", ".join(f"{k} <= {v:g} ms" for k, v in c.slo_ms.items()))

@@ -14,6 +14,12 @@ result file) gives one curve per benchmark that carries sweep points:
   GPU: a peer's file does not say how many it used).
 
 A curve's frontier is ``serving.sweep.pareto_frontier`` of its points.
+
+A sweep recorded without an SLO can be judged against one afterwards (``--slo
+tpot_ms=50,ttft_ms=2000 --percentile 90``, ``apply_slo``): the line is drawn and the curve's
+capacity read from its own grid, the highest swept concurrency that (with every lower one)
+meets the SLO at that percentile, marked as such ("on the swept grid"), since the real
+capacity lies between it and the first swept concurrency that misses.
 """
 
 from __future__ import annotations
@@ -35,12 +41,20 @@ _LABEL = re.compile(r"^(?P<base>[a-z_]+)\.(?P<label>c\d+|r[0-9.]+|rinf|i\d+o\d+)
 _PEER_C = re.compile(r"@c(?P<c>\d+)")
 
 
+#: the latency metrics an SLO may limit (serving.sweep.meets reads the same)
+SLO_METRICS = ("ttft_ms", "tpot_ms", "e2el_ms")
+
+
 @dataclass(frozen=True)
 class Point:
     per_user: float
     per_gpu: float
     concurrency: int | None = None
     label: str = ""
+    # each SLO metric's mean and percentiles at this point ({"tpot_ms": {"value", "p90"...}})
+    latency: Mapping[str, Mapping[str, float]] = field(
+        default_factory=dict, compare=False, hash=False
+    )
 
     def get(self, name: str) -> float | None:
         return {X: self.per_user, Y: self.per_gpu}.get(name)
@@ -55,6 +69,8 @@ class Curve:
     slo_ms: dict[str, float] = field(default_factory=dict)
     percentile: int | None = None
     file: str = ""
+    capacity_source: str = "search"  # or "grid": read from the sweep's points (apply_slo)
+    capacity_upper: int | None = None  # grid: the lowest swept concurrency that misses
 
     @property
     def frontier(self) -> list[Point]:
@@ -90,8 +106,88 @@ def _points(raw_points: Any) -> list[Point]:
         c = p.get("concurrency")
         if x is not None and y is not None:
             conc = c if isinstance(c, int) and not isinstance(c, bool) else None
-            out.append(Point(x, y, conc, str(p.get("label") or "")))
+            out.append(Point(x, y, conc, str(p.get("label") or ""), _latency(metrics)))
     return out
+
+
+def _latency(metrics: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for name in SLO_METRICS:
+        raw = metrics.get(name)
+        value = _value(raw)
+        if value is None or not isinstance(raw, Mapping):
+            continue
+        spread = raw.get("spread") if isinstance(raw.get("spread"), Mapping) else {}
+        out[name] = {"value": value, **{k: float(v) for k, v in spread.items() if _value(v)}}
+    return out
+
+
+def parse_slo(text: str) -> dict[str, float]:
+    """``"tpot_ms=50,ttft_ms=2000"`` -> ``{"tpot_ms": 50.0, "ttft_ms": 2000.0}``."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, raw = part.partition("=")
+        name = name.strip()
+        try:
+            value = float(raw) if sep else math.nan
+        except ValueError:
+            value = math.nan
+        if name not in SLO_METRICS or not math.isfinite(value) or value <= 0:
+            raise GpubenchError(
+                f"--slo {text!r}: each limit is NAME=MILLISECONDS with NAME one of "
+                f"{', '.join(SLO_METRICS)} and a number > 0, e.g. --slo tpot_ms=50,ttft_ms=2000"
+            )
+        out[name] = value
+    if not out:
+        raise GpubenchError("--slo names no limit, e.g. --slo tpot_ms=50,ttft_ms=2000")
+    return out
+
+
+def _meets(point: Point, slo: Mapping[str, float], percentile: int) -> bool | None:
+    """Whether the point meets every limit at ``percentile``; None when it lacks the data."""
+    for name, limit in slo.items():
+        value = point.latency.get(name, {}).get(f"p{percentile}")
+        if value is None:  # the mean would flatter a percentile limit: claim nothing
+            return None
+        if value > limit:
+            return False
+    return True
+
+
+def apply_slo(curves: Iterable[Curve], slo: Mapping[str, float], percentile: int = 90) -> None:
+    """Judge the curves that carry no SLO of their own against ``slo``: the line, and a
+    capacity read from the curve's swept concurrencies (``capacity_source="grid"``). A curve
+    with its own SLO (a capacity search's) keeps it and its searched capacity."""
+    for c in curves:
+        if c.slo_ms:
+            continue
+        c.slo_ms, c.percentile = dict(slo), percentile
+        if c.capacity is not None:
+            continue
+        swept = sorted(
+            (p for p in c.points if p.concurrency is not None), key=lambda p: p.concurrency
+        )
+        verdicts = [(p.concurrency, _meets(p, slo, percentile)) for p in swept]
+        if not verdicts or any(v is None for _, v in verdicts):
+            continue  # no percentiles stored for some point: no capacity claimed
+        passed = None
+        for conc, ok in verdicts:
+            if not ok:
+                c.capacity_upper = conc
+                break
+            passed = conc
+        c.capacity = passed if passed is not None else 0
+        c.capacity_source = "grid"
+
+
+def capacity_text(c: Curve) -> str:
+    """``capacity 8 users`` or, read from a sweep, ``8 users on the swept grid (16 misses)``."""
+    if c.capacity is None:
+        return ""
+    if c.capacity_source != "grid":
+        return f"capacity {c.capacity} users"
+    upper = f", c{c.capacity_upper} misses" if c.capacity_upper is not None else ""
+    return f"capacity {c.capacity} users on the swept grid{upper}"
 
 
 def _short(key: str) -> str:
@@ -206,9 +302,12 @@ def text_rows(curves: Sequence[Curve]) -> list[str]:
     """The frontiers as text, for the terminal."""
     lines = []
     for c in curves:
-        cap = f", capacity {c.capacity} users" if c.capacity is not None else ""
+        cap = f", {capacity_text(c)}" if c.capacity is not None else ""
         slo = ", ".join(f"{k} <= {v:g}" for k, v in c.slo_ms.items())
-        lines.append(f"{c.name}: {len(c.points)} points{cap}" + (f" (SLO {slo})" if slo else ""))
+        at = f" at p{c.percentile}" if slo and c.percentile else ""
+        lines.append(
+            f"{c.name}: {len(c.points)} points{cap}" + (f" (SLO {slo}{at})" if slo else "")
+        )
         for p in c.frontier:
             where = f"c{p.concurrency}" if p.concurrency is not None else p.label
             lines.append(

@@ -123,7 +123,7 @@ def test_pareto_cli_draws_two_devices_on_one_chart(tmp_path: Path, write_baselin
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     text = page.read_text()
     assert "<svg" in text and "Pareto frontier" in text
-    assert "capacity <b>8</b> users" in text and "capacity <b>4</b> users" in text
+    assert "<b>capacity 8 users</b>" in text and "<b>capacity 4 users</b>" in text
     assert text.count("<tr>") >= 5 + 5 + 3  # every frontier point in the table
 
 
@@ -141,3 +141,83 @@ def test_compare_html_carries_the_frontier(tmp_path: Path, write_baseline) -> No
     page = tmp_path / "cmp.html"
     assert main(["compare", str(a), str(b), "--html", str(page)]) == 0
     assert 'id="pareto"' in page.read_text()
+
+
+# p90 TTFT / TPOT (ms) per concurrency as the H200's llama.cpp Q4_K_M sweep recorded them
+H200_P90 = {1: (270, 4.7), 2: (282, 7.0), 4: (512, 14.0), 8: (854, 24.1), 16: (1965, 68.3)}
+
+
+def sweep_without_slo(write, name: str, p90: dict, *, drop_percentiles_at=None) -> Path:
+    """A sweep recorded without an SLO: its points carry TTFT/TPOT means and percentiles."""
+    path = write(f"{name}.json", name, "measured", {KEY: {"output_tok_s.c1": (1.0, "tok/s", True)}})
+    doc = json.loads(path.read_text())
+    points = []
+    for c, (ttft, tpot) in p90.items():
+        point = sweep_point(c, 1000 / (tpot * 0.7), 100.0 * c)
+        for metric, value in (("ttft_ms", ttft), ("tpot_ms", tpot)):
+            spread = {} if c == drop_percentiles_at else {"p50": value * 0.6, "p90": value}
+            point["metrics"][metric] = {
+                "value": value * 0.7, "unit": "ms", "higher_is_better": False, "spread": spread
+            }  # fmt: skip
+        points.append(point)
+    doc["benchmarks"][0]["extra_info"]["sweep"] = {"axis": "concurrency", "points": points}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_slo_judges_a_sweep_recorded_without_one(tmp_path: Path, write_baseline, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    w = write_baseline
+    files = [sweep_without_slo(w, "h200", H200_P90), device_file(w, "rtx4090", 90.0, 4)]
+    page = tmp_path / "p.html"
+    code = main(
+        ["pareto", *map(str, files), "--slo", "tpot_ms=50,ttft_ms=2000", "--html", str(page)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    # p90 TPOT 68.3 ms at 16 users misses 50 ms; 8 users (24.1 ms, TTFT 854 ms) meet both
+    assert "h200: 5 points, capacity 8 users on the swept grid, c16 misses" in out, out
+    assert "(SLO tpot_ms <= 50, ttft_ms <= 2000 at p90)" in out
+    # a curve with a capacity search of its own keeps its SLO and its searched capacity
+    assert "rtx4090: 6 points, capacity 4 users (SLO ttft_ms <= 500, tpot_ms <= 22.2" in out
+    assert "<b>capacity 8 users on the swept grid, c16 misses</b>" in page.read_text()
+
+    curves = pareto.load_curves([files[0]])
+    pareto.apply_slo(curves, {"ttft_ms": 800}, 50)  # judged at p50: 0.6 x the p90 above
+    assert (curves[0].capacity, curves[0].capacity_upper) == (8, 16)  # p50 TTFT 512 / 1179
+    curves = pareto.load_curves([files[0]])
+    pareto.apply_slo(curves, {"ttft_ms": 500}, 90)  # c4 misses (512): every lower one counts
+    assert (curves[0].capacity, curves[0].capacity_upper) == (2, 4)
+    curves = pareto.load_curves([files[0]])
+    pareto.apply_slo(curves, {"ttft_ms": 100}, 90)  # not even one user
+    assert (curves[0].capacity, curves[0].capacity_upper) == (0, 1)
+    curves = pareto.load_curves([files[0]])
+    pareto.apply_slo(curves, {"ttft_ms": 5000}, 90)  # every swept point meets it
+    assert (curves[0].capacity, curves[0].capacity_upper) == (16, None)
+    # 2 users miss (a noisy point) and 4 meet: the grid capacity stops at the first miss
+    bumpy = sweep_without_slo(w, "bumpy", {1: (100, 5.0), 2: (100, 30.0), 4: (100, 8.0)})
+    curves = pareto.load_curves([bumpy])
+    pareto.apply_slo(curves, {"tpot_ms": 10}, 90)
+    assert (curves[0].capacity, curves[0].capacity_upper) == (1, 2)
+    # a point without percentiles: the line is drawn but no capacity is claimed
+    gap = sweep_without_slo(w, "gap", H200_P90, drop_percentiles_at=4)
+    curves = pareto.load_curves([gap])
+    pareto.apply_slo(curves, {"tpot_ms": 50}, 90)
+    assert curves[0].capacity is None and curves[0].slo_ms == {"tpot_ms": 50}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--slo", "tpot=50"], "--slo 'tpot=50': each limit is NAME=MILLISECONDS"),
+        (["--slo", "tpot_ms=fast"], "ttft_ms, tpot_ms, e2el_ms and a number > 0"),
+        (["--slo", "tpot_ms=-5"], "e.g. --slo tpot_ms=50,ttft_ms=2000"),
+        (["--slo", ","], "--slo names no limit"),
+        (["--slo", "tpot_ms=50", "--percentile", "80"], "percentile must be one of 50, 90"),
+    ],
+)
+def test_slo_mistakes_are_one_message(write_baseline, capsys, args, message) -> None:
+    h200 = sweep_without_slo(write_baseline, "h200", H200_P90)
+    assert main(["pareto", str(h200), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
