@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -238,3 +239,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GpubenchError as exc:
         print(f"pytest-gpubench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `pytest-gpubench pareto ... | head`: the reader left, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own recipe
+        return 141

@@ -221,3 +221,18 @@ def test_slo_mistakes_are_one_message(write_baseline, capsys, args, message) -> 
     assert main(["pareto", str(h200), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(write_baseline) -> None:
+    """``pytest-gpubench pareto ... | head``: the pipe closes before the rows are written."""
+    import subprocess
+    import sys
+
+    h200 = sweep_without_slo(write_baseline, "h200", H200_P90)
+    cli = [sys.executable, "-c", "import sys; from pytest_gpubench.cli.main import main; "
+           "sys.exit(main())", "pareto", str(h200)]  # fmt: skip
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # gone before the child (still starting Python) writes a line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
