@@ -62,6 +62,7 @@ class GpuBench:
         self.telemetry_note = ""
         # what the bound verdict is judged from (see metrics/bound.py); workloads add theirs
         self.timed_s = 0.0  # wall seconds of the timed calls
+        self.timed_calls = 0  # pytest-benchmark's fixture takes one timed call per test
         self.thread_s = 0.0  # CPU seconds the calling thread spent in them
         self.data_wait_s: float | None = None  # set by a workload that waits for batches
         self.in_server = False  # set by serve_bench: the GPU work runs in a server process
@@ -135,6 +136,7 @@ class GpuBench:
                 rounds=rounds,
                 warmup_rounds=warmup_rounds,
             )
+        self.timed_calls += 1
         stats = self.benchmark.stats
         times = list(stats.stats.data) if stats is not None else []
         timed = spans[-len(times) :] if times else []

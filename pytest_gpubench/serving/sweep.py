@@ -323,14 +323,22 @@ def search_capacity(
     *,
     remeasure: int = 1,
     min_concurrency: int = 1,
+    known: Mapping[int, bool] | None = None,
 ) -> Found:
     """The highest concurrency in ``[min_concurrency, max_concurrency]`` that passes, found by
     doubling (bracket), bisecting, and re-measuring either side of the boundary ``remeasure``
     more times (a concurrency passes when more than half of its measurements pass). Capacity
     0 when ``min_concurrency`` fails; ``capped`` when ``max_concurrency`` passes (the real
     capacity may be higher). When ``passes`` raises ``OutOfTime`` the search stops where it
-    stands: the capacity is the highest concurrency whose measurements so far pass."""
-    votes: dict[int, list[bool]] = {}
+    stands: the capacity is the highest concurrency whose measurements so far pass.
+
+    ``known`` gives verdicts measured before (a sweep's points): each counts as one
+    measurement, the bracket starts from them (the lowest known failure above the highest known
+    pass below it), and the boundary is re-measured as always, so a lucky or unlucky earlier
+    point is checked, not trusted."""
+    votes: dict[int, list[bool]] = {
+        c: [bool(ok)] for c, ok in (known or {}).items() if min_concurrency <= c <= max_concurrency
+    }
 
     def verdict(c: int) -> bool:
         v = votes[c]
@@ -358,7 +366,16 @@ def search_capacity(
 
     def search() -> None:
         nonlocal lo, hi
-        bracket(min_concurrency)
+        failing = [c for c in votes if not verdict(c)]
+        if failing:
+            hi = min(failing)
+            lo = max((c for c in votes if c < hi and verdict(c)), default=none)
+        elif votes:
+            lo = max(votes)
+            if lo < max_concurrency:
+                bracket(min(lo * 2, max_concurrency))
+        else:
+            bracket(min_concurrency)
         for _ in range(64):  # bisect, re-measure the boundary, again while it moves
             while hi is not None and hi - lo > 1:
                 mid = (lo + hi) // 2
@@ -392,6 +409,39 @@ def search_capacity(
         hi = min((k for k in failing if k > lo), default=None)
     capacity = lo if lo > none else 0
     return Found(capacity, capacity == max_concurrency, hi, stopped)
+
+
+def known_points(
+    known: Any, input_len: int, output_len: int, rate: float | None
+) -> list[SweepPoint]:
+    """The concurrency points of ``known`` (a sweep's or a capacity search's result, or their
+    points) for a capacity search of this workload; a usage error when they were measured at
+    another shape or request rate, since their verdicts would not be this search's."""
+    if known is None:
+        return []
+    raw = getattr(known, "points", known)
+    try:
+        points = list(raw)
+    except TypeError:
+        points = None
+    if points is None or not all(isinstance(p, SweepPoint) for p in points):
+        raise GpubenchError(
+            "known must be a serve_bench.sweep (or .capacity) result or its .points, "
+            f"got {type(known).__name__}"
+        )
+    out = []
+    for p in points:
+        if p.concurrency is None:
+            continue  # a request-rate point says nothing about a number of users
+        if (p.input_len, p.output_len) != (input_len, output_len) or p.request_rate != rate:
+            raise GpubenchError(
+                f"known point {p.label or p.concurrency} was measured at input_len "
+                f"{p.input_len}, output_len {p.output_len}, request_rate {p.request_rate}; "
+                f"this capacity search runs {input_len}, {output_len}, {rate}: give it the "
+                "same workload as the sweep"
+            )
+        out.append(p)
+    return out
 
 
 @dataclass

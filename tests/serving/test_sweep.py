@@ -150,6 +150,24 @@ def test_capacity_search_a_boundary_that_does_not_hold_moves() -> None:
     assert r.capacity == 6
 
 
+def test_capacity_search_starts_from_known_verdicts() -> None:
+    # a sweep's grid: 1..8 met the SLO, 16 did not (the H200's llama.cpp shape); capacity 12
+    grid = {1: True, 2: True, 4: True, 8: True, 16: False}
+    r, asked = _search(12, 64, known=grid)
+    assert r == sw.Found(12, False, 13, "done")
+    assert asked == [12, 14, 13, 12, 13]  # no bracket; the boundary re-measured as always
+    # only passes known: the bracket goes on above the highest
+    r, asked = _search(20, 64, known={1: True, 8: True})
+    assert r.capacity == 20 and asked[0] == 16
+    # a known pass that was luck (capacity 5): its re-measurement fails and the search looks lower
+    r, asked = _search(5, 64, known={8: True})
+    assert r.capacity == 5
+    assert asked[:4] == [16, 12, 10, 9] and asked.count(8) == 1
+    # known verdicts outside the range are not used
+    r, asked = _search(3, 4, known={8: False})
+    assert r.capacity == 3 and asked[0] == 1
+
+
 @pytest.mark.parametrize(
     ("calls", "expected"),
     [
@@ -371,6 +389,60 @@ def test_time_budget_stops_sweep_and_capacity_with_what_they_measured(pytester, 
     # and the results say the capacity is a lower bound
     assert "capacity search stopped by time_budget_s=3 after 1 point: 1 users" in out, out
     assert "sweep stopped by time_budget_s=7 after c1, c2" in out, out
+
+
+KNOWN_FILE = (
+    """
+import pytest
+"""
+    + SERVER_CLASSES
+    + """
+URL = {url!r}
+WORKLOAD = dict(input_len=16, output_len=30, prompts_per_user=2, min_prompts=2)
+
+def test_sweep_then_capacity(serve_bench):
+    sweep = serve_bench.sweep(Server(URL), concurrency=[1, 2, 4], **WORKLOAD)
+    r = serve_bench.capacity(Server(URL), slo={{"ttft_ms": 120}}, max_concurrency=6,
+                             known=sweep, **WORKLOAD)
+    assert r.max_concurrency == 3
+    print("MEASURED", [p.concurrency for p in r.points])
+
+def test_other_workload(serve_bench):
+    sweep = serve_bench.sweep(Server(URL), concurrency=[1], **WORKLOAD)
+    serve_bench.capacity(Server(URL), slo={{"ttft_ms": 120}}, known=sweep,
+                         **dict(WORKLOAD, input_len=32))
+
+def test_not_points(serve_bench):
+    serve_bench.capacity(Server(URL), slo={{"ttft_ms": 120}}, known=[1, 2], **WORKLOAD)
+"""
+)
+
+
+def test_capacity_from_a_sweeps_points_measures_only_the_boundary(pytester, start_stub) -> None:
+    stub = start_stub("--max-streams", "3", "--ttft-ms", "20", "--tokens-per-s", "60")
+    pytester.makepyfile(KNOWN_FILE.format(url=stub.base_url))
+    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu", "-s")
+    out = result.stdout.str()
+    result.assert_outcomes(passed=1, failed=2)
+    # the sweep measured 1, 2 (pass) and 4 (fails: queued): bisect to 3, re-measure 3 and 4
+    assert "MEASURED [3, 3, 4]" in out, out
+    # one entry holds both: the round timed the sweep, the search's time is a metric
+    (entry,) = [
+        b for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]
+        if b["name"] == "test_sweep_then_capacity"
+    ]  # fmt: skip
+    assert [p["concurrency"] for p in entry["extra_info"]["sweep"]["points"]] == [1, 2, 4]
+    metrics = entry["extra_info"]["metrics"]
+    assert metrics["capacity_users"]["value"] == 3 and "output_tok_s.c4" in metrics
+    # three points of >= 3 waves of one ~0.5 s request each (the stub's fixed pacing)
+    assert 4.0 < metrics["capacity_search_s"]["value"] < 30
+    cap = entry["extra_info"]["capacity"]
+    assert cap["known"] == {"c1": True, "c2": True, "c4": False}
+    assert cap["max_concurrency"] == 3
+    assert "known point c1 was measured at input_len 16, output_len 30" in out, out
+    assert "this capacity search runs 32, 30" in out
+    assert "known must be a serve_bench.sweep (or .capacity) result or its .points, got list" in out
+    assert out.count("Traceback") == 0
 
 
 def test_sweep_arguments_fail_with_one_line(pytester, stub_server) -> None:
