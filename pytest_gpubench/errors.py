@@ -7,6 +7,33 @@ traceback from inside the plugin.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class GpubenchError(Exception):
     """A user-facing problem: the message names the thing at fault and how to fix it."""
+
+
+def usage_errors_fail(label: str) -> Callable[[F], F]:
+    """Make a ``GpubenchError`` from inside ``fn`` fail the calling test with one line (the
+    fixtures' methods: ``gpubench(...)``, ``serve_bench(...)``)."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except GpubenchError as exc:
+                problem = str(exc)  # failed outside the except block: no "during handling"
+            import pytest  # here: the console script imports this module without pytest's need
+
+            message = problem if problem.startswith(label) else f"{label}: {problem}"
+            pytest.fail(message, pytrace=False)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap

@@ -21,7 +21,7 @@ from pytest_gpubench.bench.ceilings import Ceilings
 from pytest_gpubench.bench.hostload import HostLoad
 from pytest_gpubench.bench.telemetry import Sampler
 from pytest_gpubench.devices.profile import DeviceProfile
-from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.errors import GpubenchError, usage_errors_fail
 from pytest_gpubench.metrics import bound, roofline
 from pytest_gpubench.metrics.bound import Verdict
 from pytest_gpubench.metrics.core import Metric
@@ -101,6 +101,13 @@ class GpuBench:
             raise GpubenchError(
                 f"rounds must be >= 1 and warmup_rounds >= 0, got {rounds}/{warmup_rounds}"
             )
+        if self.timed_calls:  # pytest-benchmark's own error says only "FixtureAlreadyUsed"
+            raise GpubenchError(
+                f"{self.request.node.name} already made its timed call: pytest-benchmark keeps "
+                "one entry per test, so each gpubench(...) / serve_bench(...) measurement needs "
+                "a test of its own (parametrize it), or serve_bench.sweep for several loads "
+                "(serve_bench.capacity may follow a sweep in the same test)"
+            )
         sync = cuda_synchronizer()
         spans: list[tuple[float, float]] = []  # monotonic (start, end) of every call
         cpu: list[float] = []  # the calling thread's CPU seconds in every call
@@ -178,6 +185,7 @@ class GpuBench:
             self.benchmark.extra_info["telemetry"] = self.telemetry_note
             record_note(self.request, f"{self.telemetry_note}; host memory recorded instead")
 
+    @usage_errors_fail("gpubench")
     def __call__(
         self,
         fn: Callable[..., Any],

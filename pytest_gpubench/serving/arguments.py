@@ -1,25 +1,20 @@
 """``serve_bench``'s arguments, checked in one place before anything is built or sent.
 
 Each problem is one ``GpubenchError`` naming the argument, what it got and what to pass
-instead; ``usage_errors_fail`` turns it into a failed test with that one line (no traceback
+instead; ``errors.usage_errors_fail`` turns it into a failed test with that one line (no traceback
 into the plugin), as ``llm_server`` does.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-import pytest
+from typing import Any
 
 from pytest_gpubench.errors import GpubenchError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _got(value: Any) -> str:
@@ -205,21 +200,3 @@ def check_depth_sweep(args: Mapping[str, Any]) -> None:
     whole("seed", args["seed"], 0)
     check_error_rate(args["max_error_rate"])
     check_timeouts(args["timeout_s"], args["idle_timeout_s"])
-
-
-def usage_errors_fail(label: str) -> Callable[[F], F]:
-    """Make a ``GpubenchError`` from inside ``fn`` fail the calling test with one line."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except GpubenchError as exc:
-                problem = str(exc)  # failed outside the except block: no "during handling"
-            message = problem if problem.startswith(label) else f"{label}: {problem}"
-            pytest.fail(message, pytrace=False)
-
-        return inner  # type: ignore[return-value]
-
-    return wrap

@@ -31,7 +31,7 @@ import pytest
 from pytest_gpubench import progress
 from pytest_gpubench.bench.gpubench import GpuBench
 from pytest_gpubench.engines import Engine, find_engine
-from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.errors import GpubenchError, usage_errors_fail
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import mean_ci
 from pytest_gpubench.results.record import record_note
@@ -39,7 +39,6 @@ from pytest_gpubench.serving.arguments import (
     check_depth_sweep,
     check_serve,
     real,
-    usage_errors_fail,
     whole,
 )
 from pytest_gpubench.serving.client import (

@@ -97,7 +97,30 @@ def test_misuse_is_one_clear_error(pytester: pytest.Pytester, call: str, message
     )
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"E *.GpubenchError: {message}"])
+    if call.startswith("gpubench("):  # the fixture's call: one line, no traceback into it
+        result.stdout.fnmatch_lines([message])
+        assert "GpubenchError" not in result.stdout.str()
+        assert "gpubench.py:" not in result.stdout.str()
+    else:
+        result.stdout.fnmatch_lines([f"E *.GpubenchError: {message}"])
+
+
+def test_a_second_timed_call_in_one_test_is_one_clear_error(pytester: pytest.Pytester) -> None:
+    """pytest-benchmark times one call per test; its own error says only FixtureAlreadyUsed."""
+    pytester.makepyfile(
+        """
+        def test_twice(gpubench):
+            gpubench(lambda: None, work=1, unit="things", rounds=1, warmup_rounds=0)
+            gpubench(lambda: None, work=1, unit="things", rounds=1, warmup_rounds=0)
+        """
+    )
+    result = pytester.runpytest("--device=cpu")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["gpubench: test_twice already made its timed call: pytest-benchmark keeps one entry*"]
+    )
+    assert "FixtureAlreadyUsed" not in out and "Traceback" not in out
 
 
 def test_benchmark_disable_runs_once_and_records_nothing(pytester: pytest.Pytester) -> None:
