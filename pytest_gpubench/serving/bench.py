@@ -900,6 +900,10 @@ class ServeBench:
                     times = [time.monotonic() - began] if enabled else []
                 else:
                     _, times = self.gpubench.time(run, rounds=1, warmup_rounds=0)
+            if "plan" not in found:  # known verdicts answered it all (remeasure=0)
+                s0 = sw.Setting(lowest, rate, args["input_len"], args["output_len"])
+                n0 = num_prompts or sw.prompts_for(s0, prompts_per_user, min_prompts)
+                found["plan"] = sweeper.plan(s0, n0, sw.warmups_for(s0, warmups))
         answer = found["answer"]
         users, capped = answer.capacity, answer.capped
         result = sw.CapacityResult(

@@ -403,9 +403,10 @@ def search_capacity(
         search()
     except OutOfTime:
         stopped = "time_budget"
-        passing = [k for k in votes if verdict(k)]
         failing = [k for k in votes if not verdict(k)]
-        lo = max(passing, default=none)
+        # the highest pass with no failure measured below it: a lower bound however the
+        # search was interrupted (a pass above a failure is not counted)
+        lo = max((k for k in votes if verdict(k) and all(f > k for f in failing)), default=none)
         hi = min((k for k in failing if k > lo), default=None)
     capacity = lo if lo > none else 0
     return Found(capacity, capacity == max_concurrency, hi, stopped)

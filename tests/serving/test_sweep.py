@@ -194,6 +194,15 @@ def test_capacity_search_out_of_time_answers_with_what_it_measured(calls, expect
     assert asked == [1, 2, 4, 8, 6, 5][:calls]
 
 
+def test_capacity_search_out_of_time_counts_no_pass_above_a_failure() -> None:
+    # a noisy sweep: 2 users missed, 4 met; out of time before any re-measurement
+    def passes(c: int) -> bool:
+        raise sw.OutOfTime
+
+    found = sw.search_capacity(passes, 8, known={1: True, 2: False, 4: True})
+    assert found == sw.Found(1, False, 2, "time_budget")  # not 4: 2 failed below it
+
+
 def test_budget_allows_a_point_only_when_its_cost_fits() -> None:
     now = [100.0]
     budget = sw.Budget(10.0, clock=lambda: now[0])
@@ -412,6 +421,12 @@ def test_other_workload(serve_bench):
     serve_bench.capacity(Server(URL), slo={{"ttft_ms": 120}}, known=sweep,
                          **dict(WORKLOAD, input_len=32))
 
+def test_known_answers_it_all(serve_bench):
+    sweep = serve_bench.sweep(Server(URL), concurrency=[1, 2, 4], **WORKLOAD)
+    r = serve_bench.capacity(Server(URL), slo={{"ttft_ms": 120}}, max_concurrency=2,
+                             remeasure=0, known=sweep, **WORKLOAD)
+    assert (r.max_concurrency, r.capped, r.points) == (2, True, [])
+
 def test_not_points(serve_bench):
     serve_bench.capacity(Server(URL), slo={{"ttft_ms": 120}}, known=[1, 2], **WORKLOAD)
 """
@@ -423,7 +438,7 @@ def test_capacity_from_a_sweeps_points_measures_only_the_boundary(pytester, star
     pytester.makepyfile(KNOWN_FILE.format(url=stub.base_url))
     result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu", "-s")
     out = result.stdout.str()
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=2, failed=2)
     # the sweep measured 1, 2 (pass) and 4 (fails: queued): bisect to 3, re-measure 3 and 4
     assert "MEASURED [3, 3, 4]" in out, out
     # one entry holds both: the round timed the sweep, the search's time is a metric
