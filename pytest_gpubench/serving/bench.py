@@ -795,6 +795,15 @@ class ServeBench:
             self._check(point.result, first.max_error_rate, first.ignore_eos)
         return result
 
+    @usage_errors_fail("serve_bench.stored_points")
+    def stored_points(self, path: Any, key: str) -> Any:
+        """The sweep points stored in ``path`` (a baseline or pytest-benchmark JSON of ours)
+        for the benchmark whose key contains ``key``: ``capacity(known=...)`` starts from them
+        when the sweep ran before (``serving.sweep.stored_points``)."""
+        from pytest_gpubench.serving import sweep as sw
+
+        return sw.stored_points(path, key)
+
     @usage_errors_fail("serve_bench.capacity")
     def capacity(
         self,

@@ -445,6 +445,72 @@ def known_points(
     return out
 
 
+def stored_points(path: Any, key: str) -> list[SweepPoint]:
+    """The sweep (and capacity) points a stored baseline or pytest-benchmark JSON of ours holds
+    for the one benchmark whose key contains ``key``: what ``capacity(known=...)`` starts
+    from when the sweep ran in an earlier session (its verdicts are checked at the boundary,
+    not trusted). Usage errors name the file and what it holds."""
+    from pytest_gpubench.results.baseline import load
+
+    base = load(path)
+    found: dict[str, list[Any]] = {}
+    for bench in base.document.get("benchmarks") or []:
+        extra = bench.get("extra_info") if isinstance(bench, Mapping) else None
+        if not isinstance(extra, Mapping):
+            continue
+        meta = extra.get("gpubench") if isinstance(extra.get("gpubench"), Mapping) else {}
+        name = str(meta.get("key") or bench.get("fullname") or "")
+        raw = []
+        for part in ("sweep", "capacity"):
+            info = extra.get(part)
+            if isinstance(info, Mapping) and isinstance(info.get("points"), list):
+                raw += info["points"]
+        if raw:
+            found[name] = raw
+    hits = [k for k in found if key in k]
+    if len(hits) != 1:
+        listed = ", ".join(sorted(found)[:6]) or "none"
+        what = (
+            "no benchmark with sweep points matches"
+            if not hits
+            else f"{len(hits)} benchmarks with sweep points match"
+        )
+        raise GpubenchError(f"{path}: {what} {key!r}; those with points: {listed}")
+    return [_point_from(p, path, hits[0]) for p in found[hits[0]]]
+
+
+def _point_from(raw: Any, path: Any, key: str) -> SweepPoint:
+    try:
+        metrics = {
+            name: Metric(
+                name,
+                float(m["value"]),
+                str(m["unit"]),
+                bool(m["higher_is_better"]),
+                {k: v for k, v in (m.get("spread") or {}).items() if isinstance(v, int | float)},
+                str(m.get("description") or ""),
+            )
+            for name, m in raw["metrics"].items()
+        }
+        conc, rate = raw.get("concurrency"), raw.get("request_rate")
+        return SweepPoint(
+            int(conc) if conc is not None else None,
+            float(rate) if rate is not None else None,
+            int(raw["input_len"]),
+            int(raw["output_len"]),
+            metrics,
+            label=str(raw.get("label") or ""),
+            num_prompts=int(raw.get("num_prompts") or 0),
+            warmups=int(raw.get("warmups") or 0),
+            wall_s=float(raw.get("wall_s") or 0.0),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise GpubenchError(
+            f"{path}: a sweep point of {key} is malformed ({type(exc).__name__}: {exc}); "
+            "record it again with serve_bench.sweep"
+        ) from None
+
+
 @dataclass
 class Budget:
     """A wall-clock limit for a sweep or a capacity search (None: no limit), checked before

@@ -139,6 +139,7 @@ def test_llama8b_partial_offload_flagged_with_layer_counts(llm_server, serve_ben
 SWEEP_SLOTS = 64  # llama-server --parallel: every user of the sweep has a slot of its own
 SLOT_TOKENS = 2048  # room for the seeds' ~1000 in / ~300 out (+-30%) per slot
 QUANTS = {"q4_k_m": GGUF, "q8_0": LLAMA / "llama8b-q8_0.gguf"}
+SWEEPS = Path(__file__).parents[2] / "baselines" / "h200.json"  # the sweeps measured there
 
 
 def sweep_server(llm_server, gguf: Path = GGUF):
@@ -192,11 +193,15 @@ def test_llama8b_concurrency_sweep(llm_server, serve_bench, quant):
 @pytest.mark.parametrize("quant", [quant_case("q4_k_m")])
 def test_llama8b_capacity(llm_server, serve_bench, quant):
     """How many users at p90 TTFT <= 2 s and TPOT <= 50 ms (20 tok/s each, faster than
-    reading): bracket up to 64 users, bisect, re-measure at the boundary; what it found when
-    the time budget ends it (a lower bound, said in the results)."""
+    reading), up to 64 users, started from the stored sweep's verdicts; what it found when the
+    time budget ends it (a lower bound, said in the results)."""
+    # the stored sweep (baselines/h200.json, 1..16 users) brackets it: the search measures only
+    # between its last pass and first miss, and re-measures both
+    known = serve_bench.stored_points(SWEEPS, f"test_llama8b_concurrency_sweep[{quant}]")
     r = serve_bench.capacity(
         sweep_server(llm_server, QUANTS[quant]),
         slo={"ttft_ms": 2000, "tpot_ms": 50},
+        known=known,
         percentile=90,
         max_concurrency=SWEEP_SLOTS,
         prompts_per_user=3,

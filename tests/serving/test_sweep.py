@@ -460,6 +460,49 @@ def test_capacity_from_a_sweeps_points_measures_only_the_boundary(pytester, star
     assert out.count("Traceback") == 0
 
 
+STORED_FILE = (
+    """
+import pytest
+"""
+    + SERVER_CLASSES
+    + """
+URL = {url!r}
+WORKLOAD = dict(input_len=16, output_len=30, prompts_per_user=2, min_prompts=2)
+
+def test_sweep(serve_bench):
+    serve_bench.sweep(Server(URL), concurrency=[1, 2, 4], **WORKLOAD)
+
+def test_capacity_from_last_week(serve_bench):
+    known = serve_bench.stored_points("base.json", "test_sweep")
+    r = serve_bench.capacity(Server(URL), slo={{"ttft_ms": 120}}, max_concurrency=6,
+                             known=known, **WORKLOAD)
+    print("MEASURED", [p.concurrency for p in r.points], r.max_concurrency)
+
+def test_no_such_sweep(serve_bench):
+    serve_bench.stored_points("base.json", "test_nothing")
+"""
+)
+
+
+def test_capacity_from_a_stored_sweep(pytester, start_stub) -> None:
+    """The sweep stored in one session, the capacity search started from it in the next."""
+    stub = start_stub("--max-streams", "3", "--ttft-ms", "20", "--tokens-per-s", "60")
+    pytester.makepyfile(STORED_FILE.format(url=stub.base_url))
+    first = pytester.runpytest(
+        "--device=cpu", "-k", "test_sweep", "--gpubench-save-baseline=base.json"
+    )
+    first.assert_outcomes(passed=1)
+    second = pytester.runpytest("--device=cpu", "-s", "-k", "not test_sweep")
+    out = second.stdout.str()
+    second.assert_outcomes(passed=1, failed=1)
+    assert "MEASURED [3, 3, 4] 3" in out, out
+    assert (
+        "serve_bench.stored_points: base.json: no benchmark with sweep points matches "
+        "'test_nothing'; those with points: test_capacity_from_a_stored_sweep.py::test_sweep"
+    ) in out, out
+    assert "Traceback" not in out
+
+
 def test_sweep_arguments_fail_with_one_line(pytester, stub_server) -> None:
     pytester.makepyfile(
         SWEEP_FILE.split("WORKLOAD")[0].format(url=stub_server.base_url)
