@@ -264,7 +264,8 @@ def test_point_metrics_per_user_and_per_gpu() -> None:
     assert sw.named(out["output_tok_s"], "c4").name == "output_tok_s.c4"
 
 
-SWEEP_FILE = (
+# what every inner test file here starts with: the server class, the stub's URL, a workload
+INNER = (
     """
 import pytest
 """
@@ -272,7 +273,12 @@ import pytest
     + """
 URL = {url!r}
 WORKLOAD = dict(input_len=16, output_len=30, prompts_per_user=2, min_prompts=2)
+"""
+)
 
+SWEEP_FILE = (
+    INNER
+    + """
 def test_sweep(serve_bench):
     r = serve_bench.sweep(Server(URL), concurrency=[1, 2, 3, 6, 12], **WORKLOAD)
     print("SWEEP", [(p.concurrency, round(p["output_tok_s"], 1), round(p["ttft_ms"], 1),
@@ -349,14 +355,8 @@ def test_sweep_and_capacity_against_k_streams(pytester, start_stub) -> None:
 
 
 BUDGET_FILE = (
-    """
-import pytest
-"""
-    + SERVER_CLASSES
+    INNER
     + """
-URL = {url!r}
-WORKLOAD = dict(input_len=16, output_len=30, prompts_per_user=2, min_prompts=2)
-
 def test_sweep(serve_bench):
     r = serve_bench.sweep(Server(URL), concurrency=[1, 2, 8], time_budget_s=7, **WORKLOAD)
     print("SWEEP", [(p.concurrency, round(p.wall_s, 2)) for p in r.points])
@@ -401,14 +401,8 @@ def test_time_budget_stops_sweep_and_capacity_with_what_they_measured(pytester, 
 
 
 KNOWN_FILE = (
-    """
-import pytest
-"""
-    + SERVER_CLASSES
+    INNER
     + """
-URL = {url!r}
-WORKLOAD = dict(input_len=16, output_len=30, prompts_per_user=2, min_prompts=2)
-
 def test_sweep_then_capacity(serve_bench):
     sweep = serve_bench.sweep(Server(URL), concurrency=[1, 2, 4], **WORKLOAD)
     r = serve_bench.capacity(Server(URL), slo={{"ttft_ms": 120}}, max_concurrency=6,
@@ -461,14 +455,8 @@ def test_capacity_from_a_sweeps_points_measures_only_the_boundary(pytester, star
 
 
 STORED_FILE = (
-    """
-import pytest
-"""
-    + SERVER_CLASSES
+    INNER
     + """
-URL = {url!r}
-WORKLOAD = dict(input_len=16, output_len=30, prompts_per_user=2, min_prompts=2)
-
 def test_sweep(serve_bench):
     serve_bench.sweep(Server(URL), concurrency=[1, 2, 4], **WORKLOAD)
 
