@@ -1,7 +1,8 @@
 """The one exception type for mistakes a user can make.
 
-The plugin turns it into ``pytest.UsageError`` and the console script into a one-line message
-on stderr with exit status 2, so a bad flag, marker, profile file or model id never shows a
+The plugin turns it into ``pytest.UsageError``, the fixtures' calls (``usage_errors_fail``)
+into a failed test with one line, and the console script into a one-line message on stderr with
+exit status 2, so a bad flag, marker, argument, profile file or model id never shows a
 traceback from inside the plugin.
 """
 
