@@ -6,6 +6,7 @@ read it through ``state(config)`` from here, so nothing imports the plugin modul
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 import pytest
@@ -29,6 +30,8 @@ class RunState:
     saved_baseline: str = ""
     gpu: dict = field(default_factory=dict)  # the GPU an xdist worker is pinned to
     merged: Merged = field(default_factory=Merged)  # on the xdist controller: the workers'
+    # changes random prompts' text from run to run (serving/requests.py RequestFactory)
+    prompt_nonce: int = field(default_factory=lambda: secrets.randbits(32))
     _ceilings: list[Ceilings | None] = field(default_factory=list)
 
     def ceilings(self) -> Ceilings | None:

@@ -108,6 +108,10 @@ class VLLM(BaseEngine):
             )
         argv += parallel_flags("vLLM", options, PARALLEL)
         argv += generic_flags(options, skip=(*PLACEMENT_KEYS, *SPLIT_OPTIONS))
+        if "enable_prompt_tokens_details" not in options:
+            # usage.prompt_tokens_details.cached_tokens: the serving results' cached share of
+            # prompt tokens (vLLM caches prefixes by default and reports them only with this)
+            argv.append("--enable-prompt-tokens-details")
         secret = {"VLLM_API_KEY": str(options["api_key"])} if options.get("api_key") else {}
         return Launch(argv, {}, secret)
 

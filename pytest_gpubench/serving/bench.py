@@ -21,6 +21,7 @@ import inspect
 import math
 import time
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,28 @@ def engine_of(server: Any) -> Engine | None:
     return find_engine(name) if isinstance(name, str) else None
 
 
+def repeated_prompts_message(cached: Metric | None, workload: Mapping[str, Any]) -> str | None:
+    """A warning when the server took more of a random-text workload's prompt tokens from its
+    prefix cache than its shared prefix explains (10 points of slack: chat templates and BOS
+    tokens are shared too): the prompts had been sent before, so TTFT and throughput are
+    those of cached prompts. None when the server reports no cache numbers, or for workloads
+    whose prompts repeat by design (a preset, a prompts file, a dataset, a trace's blocks)."""
+    if cached is None:
+        return None
+    if any(workload.get(k) for k in ("preset", "prompts_file", "dataset", "trace_file")):
+        return None
+    prefix = int(workload.get("prefix_len") or 0)
+    shared = prefix / (prefix + int(workload.get("input_len") or 1))
+    if cached.value <= shared + 0.1:
+        return None
+    return (
+        f"the server took {cached.value:.0%} of the prompt tokens from its prefix cache "
+        f"(its own report; the shared prefix explains {shared:.0%}): these prompts were sent "
+        "to it before (another client, or a run of the same seed and nonce), so TTFT and "
+        "throughput are those of cached prompts; restart the server or change seed="
+    )
+
+
 def _engine_label(server: Any) -> str | None:
     engine = getattr(server, "engine", None)
     name = getattr(engine, "name", engine if isinstance(engine, str) else None)
@@ -112,7 +135,7 @@ class ServePlan:
     engine: Engine | None
     headers: dict[str, str]
     load: LoadSpec
-    specs: list[RequestSpec]
+    specs: list[RequestSpec]  # the first (or only) round's
     warm_specs: list[RequestSpec]
     adaptive: Adaptive | None
     rounds: int
@@ -124,6 +147,13 @@ class ServePlan:
     info: dict[str, Any]
     idle_timeout_s: float | None = IDLE_TIMEOUT_S
     server: Any = field(default=None, repr=False)  # the server object, for its placement
+    # the requests of rounds 2.. (each its own draw: a round never re-sends a prompt the
+    # server has cached from the round before)
+    later_specs: list[list[RequestSpec]] = field(default_factory=list, repr=False)
+
+    def round_specs(self, i: int) -> list[RequestSpec]:
+        """The requests of round ``i`` (0-based)."""
+        return self.specs if i == 0 else self.later_specs[i - 1]
 
 
 @dataclass
@@ -178,13 +208,27 @@ class ServeBench:
         *,
         max_error_rate: float = 0.0,
         progress_mode: str = "auto",
+        nonce: int | None = None,
     ) -> None:
         """``max_error_rate`` and ``progress_mode`` are the run's defaults
-        (--gpubench-max-error-rate, --gpubench-progress); each call may override the first."""
+        (--gpubench-max-error-rate, --gpubench-progress); each call may override the first.
+        ``nonce`` (one per pytest run) changes the random prompts' text, not their lengths,
+        so a long-lived server has not cached this run's prompts from an earlier run."""
         self.gpubench = gpubench
         self.request = request
         self.max_error_rate = max_error_rate
         self.progress_mode = progress_mode
+        self.nonce = nonce
+        node = getattr(request, "node", None)
+        self._test_key = zlib.crc32(str(getattr(node, "nodeid", "")).encode())
+        self._draws = 0  # sets of requests built by this test so far
+        self._dataset_taken = 0  # dataset rows those took (the next set starts after them)
+
+    def _next_draw(self) -> tuple[int, int]:
+        """The next set of requests of this test: every point, re-measurement and round
+        sends prompts of its own (``RequestFactory``), reproducible from the test's id."""
+        self._draws += 1
+        return self._test_key, self._draws - 1
 
     # -- helpers ---------------------------------------------------------------------------
     def _check_server(self, server: Any) -> tuple[str, str, Engine | None]:
@@ -393,8 +437,7 @@ class ServeBench:
         else:
             pool = int(load.num_requests or 1)
         try:
-            specs = RequestFactory(spec, tok, stream=0).take(pool)
-            warm = RequestFactory(spec, tok, stream=1).take(load.warmups) if load.warmups else []
+            specs, warm, later, draw = self._draw_requests(spec, tok, pool, load.warmups, rounds)
         finally:
             if isinstance(tok, ServerTokenizer):
                 tok.close()
@@ -420,6 +463,7 @@ class ServeBench:
             "precision": precision,
             "ignore_eos": spec.ignore_eos,
             "seed": spec.seed,
+            "prompt_draw": [*draw, self.nonce],
             **data_info(spec),
         }
         return ServePlan(
@@ -440,7 +484,30 @@ class ServeBench:
             info=info,
             idle_timeout_s=idle_timeout_s,
             server=server,
+            later_specs=later,
         )
+
+    def _draw_requests(
+        self, spec: Workload, tok: Any, pool: int, warmups: int, rounds: int
+    ) -> tuple[list[RequestSpec], list[RequestSpec], list[list[RequestSpec]], tuple[int, int]]:
+        """The measured requests of each round and the warm-ups, each round a draw of its
+        own; a dataset's rows continue after those earlier draws of this test took."""
+
+        def take(stream: int, n: int, draw: tuple[int, int]) -> list[RequestSpec]:
+            f = RequestFactory(
+                spec, tok, stream=stream, draw=draw, nonce=self.nonce, skip=self._dataset_taken
+            )
+            return f.take(n)
+
+        first = self._next_draw()
+        specs = take(0, pool, first)
+        warm = take(1, warmups, first) if warmups else []
+        later = []
+        for _ in range(rounds - 1):
+            self._dataset_taken += pool
+            later.append(take(0, pool, self._next_draw()))
+        self._dataset_taken += pool
+        return specs, warm, later, first
 
     # -- run rounds: the only part under the clock -----------------------------------------
     def _run_rounds(self, plan: ServePlan) -> tuple[list[RunResult], list[float]]:
@@ -456,7 +523,7 @@ class ServeBench:
                     self._warm_up(plan, loop, client)
 
                 def one_round() -> RunResult:
-                    run = self._run_once(plan, loop, client, bar)
+                    run = self._run_once(plan, loop, client, bar, plan.round_specs(len(runs)))
                     runs.append(run)
                     return run
 
@@ -499,14 +566,19 @@ class ServeBench:
 
     @staticmethod
     def _run_once(
-        plan: ServePlan, loop: asyncio.AbstractEventLoop, client: StreamingClient, bar: Any
+        plan: ServePlan,
+        loop: asyncio.AbstractEventLoop,
+        client: StreamingClient,
+        bar: Any,
+        specs: list[RequestSpec] | None = None,
     ) -> RunResult:
-        """One measured run of ``plan``'s requests, with the server's own counters around it."""
+        """One measured run of ``specs`` (default: ``plan``'s first round), with the server's
+        own counters around it."""
         before = scrape(plan.base_url, plan.engine, headers=plan.headers)
         run = loop.run_until_complete(
             run_load(
                 client,
-                plan.specs,
+                plan.specs if specs is None else specs,
                 plan.load,
                 adaptive=plan.adaptive,
                 on_done=(lambda _r: bar.update(1)) if bar is not None else None,
@@ -661,6 +733,9 @@ class ServeBench:
                 ),
                 stacklevel=3,
             )
+        cached = repeated_prompts_message(m.get("cached_prompt_fraction"), result.workload)
+        if cached:
+            warnings.warn(ServingWarning(cached), stacklevel=3)
         if result.error_rate > max_error_rate:
             pytest.fail(
                 f"serve_bench: {result.failed} of {len(result.results)} requests failed "
@@ -1025,6 +1100,8 @@ class ServeBench:
                 requests_per_depth + 1,
                 seed,
                 endpoint,  # type: ignore[arg-type]
+                draw=self._next_draw(),
+                nonce=self.nonce,
             )
         finally:
             if isinstance(tok, ServerTokenizer):

@@ -68,6 +68,8 @@ class RequestResult:
     token_times: list[float] = field(default_factory=list)  # absolute time of each text chunk
     usage_prompt_tokens: int | None = None
     usage_completion_tokens: int | None = None
+    # prompt tokens the server served from its prefix cache (usage.prompt_tokens_details)
+    usage_cached_tokens: int | None = None
     server_timings: dict[str, Any] | None = None  # the engine's ``response_timings``
     finish_reason: str | None = None
     responded: bool = False  # an HTTP status came back (a failure after that is not retried)
@@ -82,6 +84,19 @@ class RequestResult:
     @property
     def client_output_chunks(self) -> int:
         return len(self.token_times)
+
+    @property
+    def prompt_cache(self) -> tuple[int, int] | None:
+        """(prompt tokens the server took from its prefix cache, prompt tokens) as the server
+        reported them: OpenAI ``usage.prompt_tokens_details.cached_tokens`` (vLLM, SGLang,
+        llama.cpp), else llama.cpp's ``timings`` (``cache_n`` reused, ``prompt_n`` computed);
+        None where the server says neither."""
+        if self.usage_cached_tokens is not None and self.usage_prompt_tokens:
+            return self.usage_cached_tokens, self.usage_prompt_tokens
+        t = self.server_timings or {}
+        if "cache_n" in t and "prompt_n" in t and t["cache_n"] + t["prompt_n"] > 0:
+            return int(t["cache_n"]), int(t["cache_n"] + t["prompt_n"])
+        return None
 
     @property
     def output_tokens(self) -> int:
@@ -248,6 +263,11 @@ def _apply_event(data: Any, t: float, result: RequestResult, timings: TimingsPar
             result.usage_prompt_tokens = usage["prompt_tokens"]
         if usage.get("completion_tokens") is not None:
             result.usage_completion_tokens = usage["completion_tokens"]
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and details.get("cached_tokens") is not None:
+            if not _count(details["cached_tokens"]):
+                return "usage.prompt_tokens_details.cached_tokens is not a whole number >= 0"
+            result.usage_cached_tokens = details["cached_tokens"]
     found = timings(data)
     if found:
         numbers = {

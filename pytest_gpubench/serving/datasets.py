@@ -332,10 +332,13 @@ def read_trace(path: str | Path) -> tuple[TraceRow, ...]:
     return tuple(TraceRow(r.arrival_s - t0, r.input_len, r.output_len, r.hash_ids) for r in rows)
 
 
-def block_rng(seed: int, stream: int, block: int, tail: bool = False) -> np.random.Generator:
+def block_rng(
+    seed: int, stream: int, block: int, tail: bool = False, draw: Sequence[int] = ()
+) -> np.random.Generator:
     """The generator of one hash block's text: the same block id gives the same text within a
-    stream (the measured requests); warm-ups (another stream) never pre-fill those blocks."""
-    return np.random.default_rng([seed, stream, 8 if tail else 7, abs(int(block))])
+    stream (the measured requests); warm-ups (another stream) never pre-fill those blocks, and
+    another ``draw`` (the trace replayed for another point or round) never pre-fills them."""
+    return np.random.default_rng([seed, stream, 8 if tail else 7, abs(int(block)), *draw])
 
 
 # -- what a dataset or trace run records -----------------------------------------------------

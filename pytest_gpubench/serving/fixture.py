@@ -22,4 +22,5 @@ def serve_bench(gpubench: GpuBench, request: pytest.FixtureRequest) -> ServeBenc
         request,
         max_error_rate=settings.max_error_rate,
         progress_mode=settings.progress,
+        nonce=run.prompt_nonce,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class ImageSource:
         self,
         buckets: Mapping[tuple[int, int], float] | None = None,
         fmt: str = "jpeg",
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
     ) -> None:
         try:
             from PIL import Image

@@ -257,6 +257,14 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         llama_bench_field=("pp.avg_ts", "tok/s"),
     ),
     ServingMetricDef(
+        "cached_prompt_fraction",
+        "fraction",
+        False,
+        "prompt tokens the server reports it took from its prefix cache / prompt tokens "
+        "(usage.prompt_tokens_details.cached_tokens, or llama.cpp timings cache_n); random "
+        "prompts are drawn anew for every point and round, so only a shared prefix should hit",
+    ),
+    ServingMetricDef(
         "server_prefill_tok_s",
         "tok/s",
         True,
@@ -470,6 +478,14 @@ def serving_metrics(
         for r in ok
     )
     out["token_count_mismatches"] = metric("token_count_mismatches", mismatches)
+    cache = [c for c in (r.prompt_cache for r in ok) if c is not None]
+    if cache:
+        hit, total = sum(c[0] for c in cache), sum(c[1] for c in cache)
+        out["cached_prompt_fraction"] = metric(
+            "cached_prompt_fraction",
+            hit / total,
+            {"n": len(cache), "cached_tokens": float(hit), "prompt_tokens": float(total)},
+        )
     timings = [r.server_timings for r in ok if r.server_timings]
     if timings:
         pn = sum(t.get("prompt_n", 0) for t in timings)
@@ -526,6 +542,7 @@ def result_rows(results: Sequence[RequestResult]) -> list[dict[str, Any]]:
                 "input_tokens": r.usage_prompt_tokens,
                 "expected_input_tokens": r.spec.input_tokens,
                 "output_tokens": r.usage_completion_tokens,
+                "cached_prompt_tokens": None if r.prompt_cache is None else r.prompt_cache[0],
                 "client_chunks": r.client_output_chunks,
                 "max_tokens": r.spec.max_tokens,
                 "ttft_ms": None if r.ttft is None else round(r.ttft * 1000, 3),

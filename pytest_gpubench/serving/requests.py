@@ -217,15 +217,39 @@ class ConversationSpec:
 
 
 class RequestFactory:
-    """Builds the i-th request of a workload, reproducibly (seed + stream)."""
+    """Builds the i-th request of a workload, reproducibly (seed + stream + draw).
 
-    def __init__(self, workload: Workload, tokenizer: Tokenizer | None, stream: int = 0) -> None:
+    ``draw`` names one set of requests: each measured point, re-measurement and round is a
+    draw of its own (``ServeBench`` numbers them), so no set re-sends another's prompts. A
+    server with a prefix cache (llama.cpp's slots and its host prompt cache, vLLM's prefix
+    caching) serves a prompt it has seen without prefill; on the H200 a capacity search that
+    re-sent one point's prompts at the next measured prefill on 48 of 224 requests only.
+    ``nonce`` changes the text and images but not the lengths: the same lengths every run
+    (comparable with a baseline), text a long-lived server has not seen in an earlier run.
+    ``skip``: a dataset's conversations start after the rows earlier draws took (a dataset
+    smaller than all the draws together wraps, and its prompts are then sent again)."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        tokenizer: Tokenizer | None,
+        stream: int = 0,
+        draw: Sequence[int] = (),
+        nonce: int | None = None,
+        skip: int = 0,
+    ) -> None:
         self.w = workload
+        self.skip = skip  # dataset rows earlier draws took: this one starts after them
         self.tok = tokenizer
-        self.rng = np.random.default_rng([workload.seed, stream])
+        key = [workload.seed, stream, *draw]
+        self.rng = np.random.default_rng(key)  # lengths (and, without a nonce, the text)
+        self.draw = (*draw, *(() if nonce is None else (nonce,)))
+        self.text_rng = np.random.default_rng([*key, nonce]) if nonce is not None else self.rng
         self.images = (
             ImageSource(
-                workload.image_buckets, workload.image_format, seed=workload.seed * 7919 + stream
+                workload.image_buckets,
+                workload.image_format,
+                seed=[workload.seed * 7919 + stream, *self.draw],
             )
             if workload.images
             else None
@@ -285,7 +309,7 @@ class RequestFactory:
         assert self.tok is not None
         n_in = vary(w.input_len, w.range_ratio, self.rng)
         n_out = vary(w.output_len, w.range_ratio, self.rng)
-        body_text = exact_text(self.tok, n_in, self.rng, head=self.prefix)
+        body_text = exact_text(self.tok, n_in, self.text_rng, head=self.prefix)
         return self._wrap(self.prefix + body_text, n_out, w.prefix_len + n_in, extra)
 
     def _wrap(self, text: str, max_tokens: int, n_in: int | None, extra: dict) -> RequestSpec:
@@ -310,7 +334,8 @@ class RequestFactory:
         start, warm-ups from its end, so warm-ups do not pre-fill the measured prompts."""
         convs = self.conversations
         assert convs is not None
-        conv = convs[i % len(convs)] if self.stream == 0 else convs[-1 - i % len(convs)]
+        j = (self.skip + i) % len(convs)
+        conv = convs[j] if self.stream == 0 else convs[-1 - j]
         w = self.w
         if w.multi_turn:
             turns = conv.turns[: w.max_turns] if w.max_turns else conv.turns
@@ -341,7 +366,11 @@ class RequestFactory:
         full = max(0, min(len(ids) - 1, (row.input_len - 1) // MOONCAKE_BLOCK)) if ids else 0
         head = " ".join(self._block(h) for h in ids[:full])
         # the last, partial block: the same text for the rows that name the same block
-        tail_rng = block_rng(w.seed, self.stream, ids[full], tail=True) if ids else self.rng
+        tail_rng = (
+            block_rng(w.seed, self.stream, ids[full], tail=True, draw=self.draw)
+            if ids
+            else self.text_rng
+        )
         tail = exact_text(self.tok, row.input_len - full * MOONCAKE_BLOCK, tail_rng, head=head)
         text = head + tail
         n_in = self._tokens(text) if head else row.input_len
@@ -354,7 +383,7 @@ class RequestFactory:
     def _block(self, block: int) -> str:
         if block not in self.blocks:
             assert self.tok is not None
-            rng = block_rng(self.w.seed, self.stream, block)
+            rng = block_rng(self.w.seed, self.stream, block, draw=self.draw)
             self.blocks[block] = exact_text(self.tok, MOONCAKE_BLOCK, rng)
         return self.blocks[block]
 
@@ -366,11 +395,15 @@ def depth_requests(
     per_depth: int,
     seed: int,
     endpoint: Endpoint = "completions",
+    draw: Sequence[int] = (),
+    nonce: int | None = None,
 ) -> dict[int, list[RequestSpec]]:
     """A prompt-depth sweep (like llama-bench's ``-d``): per depth, prompts of that many
-    tokens, each followed by ``output_len`` generated tokens."""
+    tokens, each followed by ``output_len`` generated tokens (``draw``, ``nonce``: see
+    ``RequestFactory``)."""
     out = {}
     for d in depths:
         w = Workload(input_len=max(1, int(d)), output_len=output_len, endpoint=endpoint, seed=seed)
-        out[int(d)] = RequestFactory(w, tokenizer, stream=1000 + int(d)).take(per_depth)
+        f = RequestFactory(w, tokenizer, stream=1000 + int(d), draw=draw, nonce=nonce)
+        out[int(d)] = f.take(per_depth)
     return out

@@ -682,28 +682,26 @@ class Sweeper:
         self.gpus = max(int(getattr(bench.gpubench.profile, "gpu_count", 1) or 1), 1)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client: Any = None
-        self.plans: dict[Setting, Any] = {}
-        self.first_plan: Any = None
 
     def plan(self, setting: Setting, num_prompts: int, warmups: int) -> Any:
-        """The ``ServePlan`` of one point (built once; re-measuring reuses its requests)."""
-        if setting not in self.plans:
-            from pytest_gpubench.serving.arguments import check_serve
+        """The ``ServePlan`` of one measurement of a point. Each call builds new requests (a
+        draw of its own): a re-measured point that re-sent its prompts would find them in the
+        server's prefix cache and skip their prefill, as every point after the first of an
+        H200 capacity search did (llama.cpp's log: 1-token prefills), so it would measure
+        another workload."""
+        from pytest_gpubench.serving.arguments import check_serve
 
-            a = {
-                **self.args,
-                "concurrency": setting.concurrency,
-                "request_rate": math.inf if setting.request_rate is None else setting.request_rate,
-                "input_len": setting.input_len,
-                "output_len": setting.output_len,
-                "num_prompts": num_prompts,
-                "warmups": warmups,
-            }
-            check_serve(a)
-            self.plans[setting] = self.bench._plan(self.server, a)
-            if self.first_plan is None:
-                self.first_plan = self.plans[setting]
-        return self.plans[setting]
+        a = {
+            **self.args,
+            "concurrency": setting.concurrency,
+            "request_rate": math.inf if setting.request_rate is None else setting.request_rate,
+            "input_len": setting.input_len,
+            "output_len": setting.output_len,
+            "num_prompts": num_prompts,
+            "warmups": warmups,
+        }
+        check_serve(a)
+        return self.bench._plan(self.server, a)
 
     def measure(self, setting: Setting, plan: Any, bar: Any = None) -> SweepPoint:
         assert self.loop is not None

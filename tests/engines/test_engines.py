@@ -58,6 +58,7 @@ def test_vllm_command_line() -> None:
     assert spec.argv == [
         "--model", "Qwen/Qwen3-32B", "--served-model-name", "qwen", "--host", "127.0.0.1",
         "--port", "8001", "--max-model-len", "32000", "--gpu-memory-utilization", "0.8",
+        "--enable-prompt-tokens-details",
     ]  # fmt: skip
     assert spec.secret_env == {"VLLM_API_KEY": "sk-abcdefgh"}  # never on the command line
 

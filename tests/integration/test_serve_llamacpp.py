@@ -72,3 +72,100 @@ def test_depth(serve_bench):
 """
     )
     pytester.runpytest("--device=cpu").assert_outcomes(passed=1)
+
+
+def test_live_llamacpp_points_and_rounds_never_resend_cached_prompts(
+    pytester: pytest.Pytester, llamacpp_server
+) -> None:
+    """llama-server keeps every prompt it has seen (its slots and its host prompt cache) and
+    serves a repeat without prefill. On the H200 a capacity search re-sent one point's prompts
+    at the next and its log showed 1-token prefills on 176 of 224 requests. Here the server's
+    own count (usage.prompt_tokens_details.cached_tokens) must show no prompt seen before, in
+    every round, every sweep point and every re-measurement of a capacity search."""
+    s = llamacpp_server
+    pytester.makepyfile(
+        SERVER
+        + f"""
+W = dict(input_len=160, output_len=6)
+
+def test_rounds(serve_bench):
+    server = Server({s.base_url!r}, {s.model!r}, Engine("llamacpp"))
+    serve_bench(server, num_prompts=4, concurrency=2, rounds=3, **W)
+
+def test_sweep_then_capacity(serve_bench):
+    server = Server({s.base_url!r}, {s.model!r}, Engine("llamacpp"))
+    sweep = serve_bench.sweep(server, concurrency=[1, 2, 4], prompts_per_user=2,
+                              stop_at_saturation=False, **W)
+    cap = serve_bench.capacity(server, slo={{"ttft_ms": 1e6}}, max_concurrency=4, remeasure=2,
+                               prompts_per_user=2, known=sweep, **W)
+    assert cap.max_concurrency == 4 and [p.concurrency for p in cap.points] == [4, 4]
+"""
+    )
+    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu", "-W", "error")
+    result.assert_outcomes(passed=2)
+    data = json.loads((pytester.path / "out.json").read_text())
+    by_name = {b["name"]: b["extra_info"] for b in data["benchmarks"]}
+    rounds = by_name["test_rounds"]
+    rows = rounds["requests"]
+    assert len(rows) == 12  # 3 rounds x 4
+    prompt = sum(r["input_tokens"] for r in rows)
+    cached = sum(r["cached_prompt_tokens"] for r in rows)
+    # at most the BOS token of each prompt is shared
+    assert cached <= len(rows), rows
+    assert rounds["metrics"]["cached_prompt_fraction"]["value"] == pytest.approx(cached / prompt)
+    entry = by_name["test_sweep_then_capacity"]
+    points = entry["sweep"]["points"] + entry["capacity"]["points"]
+    assert [p["concurrency"] for p in points] == [1, 2, 4, 4, 4]
+    for p in points:  # each point's fraction is the server's count over its requests
+        assert p["metrics"]["cached_prompt_fraction"]["value"] < 0.02, p["label"]
+
+
+def test_live_llamacpp_a_second_run_does_not_meet_the_first_runs_prompts(
+    pytester: pytest.Pytester, llamacpp_server
+) -> None:
+    """The same test run twice against one long-lived server (a user's own llama-server or
+    vLLM): the second run's prompts are new to the server (the run's nonce changes their
+    text), with the same lengths as the first run's."""
+    s = llamacpp_server
+    pytester.makepyfile(
+        SERVER
+        + f"""
+def test_again(serve_bench):
+    server = Server({s.base_url!r}, {s.model!r}, Engine("llamacpp"))
+    serve_bench(server, input_len=150, output_len=4, num_prompts=4, concurrency=2,
+                range_ratio=0.3)
+"""
+    )
+    runs = []
+    for name in ("one.json", "two.json"):
+        pytester.runpytest(f"--benchmark-json={name}", "--device=cpu").assert_outcomes(passed=1)
+        runs.append(json.loads((pytester.path / name).read_text())["benchmarks"][0]["extra_info"])
+    first, second = (r["requests"] for r in runs)
+    lengths = sorted(r["expected_input_tokens"] for r in first)
+    assert lengths == sorted(r["expected_input_tokens"] for r in second)
+    assert len(set(lengths)) > 1
+    assert sum(r["cached_prompt_tokens"] for r in second) <= len(second)  # a BOS each at most
+
+
+def test_live_vllm_reports_its_prefix_cache_and_rounds_miss_it(
+    pytester: pytest.Pytester, vllm_server
+) -> None:
+    """vLLM (prefix caching on by default) started by our launcher reports the prompt tokens
+    it took from its cache (--enable-prompt-tokens-details); three rounds of new prompts
+    find none there."""
+    s = vllm_server
+    pytester.makepyfile(
+        SERVER
+        + f"""
+def test_rounds(serve_bench):
+    server = Server({s.base_url!r}, {s.model!r}, Engine("vllm"))
+    serve_bench(server, input_len=200, output_len=4, num_prompts=3, concurrency=3, rounds=3)
+"""
+    )
+    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu", "-W", "error")
+    result.assert_outcomes(passed=1)
+    extra = json.loads((pytester.path / "out.json").read_text())["benchmarks"][0]["extra_info"]
+    rows = extra["requests"]
+    assert len(rows) == 9 and all(r["cached_prompt_tokens"] is not None for r in rows)
+    # vLLM caches whole blocks of 16 tokens: a new 200-token prompt shares none
+    assert extra["metrics"]["cached_prompt_fraction"]["value"] < 0.1

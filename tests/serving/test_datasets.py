@@ -92,6 +92,12 @@ def test_sharegpt_file_gives_first_turns_with_recorded_reply_lengths(sharegpt) -
     # warm-ups take the dataset from its end, so they never pre-fill the measured prompts
     warm = RequestFactory(w, WordTok(), stream=1).take(1)[0]
     assert warm.body["messages"][-1]["content"] == "one two three four five"
+    # the next draw of a test (another sweep point, a round) continues after the rows the
+    # earlier ones took, so it does not re-send them while the dataset lasts
+    later = RequestFactory(w, WordTok(), skip=1).take(1)[0]
+    assert later.body["messages"][-1]["content"] == "one two three four five"
+    later_warm = RequestFactory(w, WordTok(), stream=1, skip=1).take(1)[0]
+    assert later_warm.body["messages"][-1]["content"] == "name three colours"
 
 
 def test_saved_datasets_parquet_and_jsonl_are_read_through_datasets(tmp_path) -> None:

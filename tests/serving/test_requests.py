@@ -76,6 +76,54 @@ def test_requests_are_seeded_and_vary_within_the_range_ratio(bpe_dir) -> None:
         assert r.body["ignore_eos"] is True
 
 
+def test_each_draw_has_prompts_of_its_own_and_the_nonce_keeps_the_lengths(bpe_dir) -> None:
+    """A sweep point, a re-measurement and a round are draws of their own: none re-sends a
+    prompt of another (a server's prefix cache would serve it without prefill). A new nonce
+    (the next pytest run) changes the text only: the lengths stay comparable with a baseline."""
+    tok = LocalTokenizer(bpe_dir)
+    w = Workload(input_len=60, output_len=20, range_ratio=0.3, prefix_len=10)
+
+    def prompts(reqs):
+        return {r.body["prompt"] for r in reqs}
+
+    a = RequestFactory(w, tok, draw=(5, 0)).take(6)
+    again = RequestFactory(w, tok, draw=(5, 0)).take(6)
+    b = RequestFactory(w, tok, draw=(5, 1)).take(6)
+    warm = RequestFactory(w, tok, stream=1, draw=(5, 0)).take(6)
+    assert a == again  # reproducible from the draw
+    assert not prompts(a) & prompts(b) and not prompts(a) & prompts(warm)
+    run1 = RequestFactory(w, tok, draw=(5, 0), nonce=11).take(6)
+    run2 = RequestFactory(w, tok, draw=(5, 0), nonce=12).take(6)
+    assert not prompts(run1) & prompts(run2)
+    assert [(r.input_tokens, r.max_tokens) for r in run1] == [
+        (r.input_tokens, r.max_tokens) for r in run2
+    ]
+    assert len({r.input_tokens for r in run1}) > 1  # range_ratio varied them
+    for r in run1 + run2:  # the shared prefix stays shared: a system prompt is cached by design
+        assert tok.decode(tok.encode(r.body["prompt"])[:10]) == tok.decode(
+            tok.encode(a[0].body["prompt"])[:10]
+        )
+        assert len(tok.encode(r.body["prompt"])) == r.input_tokens
+
+
+def test_repeated_prompts_warning_only_beyond_the_shared_prefix() -> None:
+    from pytest_gpubench.metrics.core import Metric
+    from pytest_gpubench.serving.bench import repeated_prompts_message
+
+    def frac(v):
+        return Metric("cached_prompt_fraction", v, "fraction", False)
+
+    random = {"input_len": 1000, "prefix_len": 0}
+    assert "66%" in repeated_prompts_message(frac(0.66), random)
+    assert repeated_prompts_message(frac(0.05), random) is None  # BOS / template tokens
+    assert repeated_prompts_message(None, random) is None  # the server reports nothing
+    # a 500-token system prompt before 1000 random tokens: a third is shared by design
+    assert repeated_prompts_message(frac(0.40), {"input_len": 1000, "prefix_len": 500}) is None
+    assert repeated_prompts_message(frac(0.50), {"input_len": 1000, "prefix_len": 500})
+    for fixed in ("preset", "prompts_file", "dataset", "trace_file"):
+        assert repeated_prompts_message(frac(0.9), {**random, fixed: "x"}) is None
+
+
 def test_shared_prefix_is_identical_and_counted(bpe_dir) -> None:
     tok = LocalTokenizer(bpe_dir)
     w = Workload(input_len=40, output_len=8, prefix_len=25)
