@@ -586,6 +586,9 @@ def describe_point(kind: str, point: SweepPoint, percentile: int = 90) -> str:
         f"tpot {pct('tpot_ms')} ms,",
         f"{point.wall_s:.1f} s;",
     ]
+    cached = point.metrics.get("cached_prompt_fraction")
+    if cached is not None and cached.value >= 0.05:  # said where it matters: BOS is ~0.1%
+        parts.append(f"{cached.value:.0%} of prompt tokens from the server's cache;")
     if point.meets_slo is not None:
         parts.append("meets the SLO" if point.meets_slo else "misses the SLO")
     if point.saturated:

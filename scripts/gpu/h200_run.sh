@@ -4,11 +4,11 @@
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh a   # + llama.cpp build
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh b
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh c   # needs /tmp/llama/DONE
-# Issue 17 part 7 (llama.cpp sweeps and capacity), in a lease of its own:
+# Issue 17 part 7 (llama.cpp sweeps and capacity), in a lease of its own, back to back:
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh build  # alone, all 16 cores
-#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh e  # Q4_K_M sweep; c10 again
-#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh f  # Q4_K_M capacity search
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh f  # Q4_K_M sweep + capacity
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh g  # Q8_0 sweep
+#   (e: the Q4_K_M sweep alone and the concurrency-10 entry, as first run)
 # Benchmarks run on cores 0-7; the llama.cpp build in the background on cores 8-15.
 set -o pipefail
 part="$1"
@@ -55,10 +55,11 @@ case "$part" in
     for _ in $(seq 100); do [ -e /tmp/llama/DONE ] && break; sleep 5; done
     run e scripts/gpu/test_llamacpp_cuda.py -k "sweep and q4_k_m or concurrency_10"
     ;;
-  f)  # issue 17 part 7: the capacity search
-    run f scripts/gpu/test_llamacpp_cuda.py -k capacity
+  f)  # issue 17 part 7: the Q4_K_M sweep, then the capacity search from it (one test, both
+    # time-budgeted: within one call)
+    run f --gpubench-log-dir="$OUT/logs" scripts/gpu/test_llamacpp_cuda.py -k capacity
     ;;
   g)  # the Q8_0 sweep: a second frontier on the same GPU
-    run g scripts/gpu/test_llamacpp_cuda.py -k "sweep and q8_0"
+    run g --gpubench-log-dir="$OUT/logs" scripts/gpu/test_llamacpp_cuda.py -k "sweep and q8_0"
     ;;
 esac

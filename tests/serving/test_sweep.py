@@ -515,3 +515,28 @@ def test_no_slo(serve_bench):
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+def test_point_line_says_when_the_server_served_prompts_from_its_cache() -> None:
+    """The permanent line of a point names a cached share worth knowing (the H200's flattered
+    sweep points had 50-90% of their prompt tokens cached) and stays quiet about BOS-sized
+    shares."""
+    base = {"output_tok_s": metric("output_tok_s", 100.0), "ttft_ms": m("ttft_ms", 20.0, p90=30.0)}
+    hit = sw.SweepPoint(
+        2,
+        None,
+        100,
+        10,
+        {**base, "cached_prompt_fraction": m("cached_prompt_fraction", 0.9)},
+        label="c2",
+    )
+    bos = sw.SweepPoint(
+        2,
+        None,
+        100,
+        10,
+        {**base, "cached_prompt_fraction": m("cached_prompt_fraction", 0.01)},
+        label="c2",
+    )
+    assert "90% of prompt tokens from the server's cache" in sw.describe_point("sweep", hit)
+    assert "cache" not in sw.describe_point("sweep", bos)
