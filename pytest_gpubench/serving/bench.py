@@ -588,6 +588,38 @@ class ServeBench:
         run.server = server_deltas(before, after, plan.engine) if before else {}
         return run
 
+    @staticmethod
+    def _run_steady(
+        plan: ServePlan, loop: asyncio.AbstractEventLoop, client: StreamingClient, bar: Any
+    ) -> RunResult:
+        """One sweep or capacity point: the warm-ups lead straight into the measured requests
+        (``run_load``'s ``lead``), so the measured ones run at the point's steady load, none in
+        the burst of the start. A trace keeps its own clock: warm-ups first, then the trace.
+
+        The server's counters are read around both, so the token counter is corrected by the
+        warm-ups' own usage and the histogram means (which would mix the warm-ups in) are left
+        out of such a point."""
+        if any(getattr(s, "arrival", None) is not None for s in plan.specs):
+            ServeBench._warm_up(plan, loop, client)
+            return ServeBench._run_once(plan, loop, client, bar)
+        before = scrape(plan.base_url, plan.engine, headers=plan.headers)
+        run = loop.run_until_complete(
+            run_load(
+                client,
+                plan.specs,
+                plan.load,
+                on_done=(lambda _r: bar.update(1)) if bar is not None else None,
+                lead=plan.warm_specs,
+            )
+        )
+        after = scrape(plan.base_url, plan.engine, headers=plan.headers)
+        server = server_deltas(before, after, plan.engine) if before else {}
+        run.server = {}
+        if "server_output_tokens" in server:
+            warm = sum(r.usage_completion_tokens or 0 for r in run.warmups)
+            run.server["server_output_tokens"] = server["server_output_tokens"] - warm
+        return run
+
     # -- aggregate: metrics, recording, the checks that fail a test ------------------------
     def _aggregate(self, plan: ServePlan, runs: list[RunResult], recorded: bool) -> ServeResult:
         metrics = self._metrics(runs, plan.slo_ms, plan.ignore_eos, plan.adaptive)
@@ -673,6 +705,7 @@ class ServeBench:
             expect_full_output=ignore_eos,
             throughput_ci=ci,
             server=server,
+            lead=[r for run in runs if run.led for r in run.warmups],
         )
         if "output_tok_s" in metrics:
             m = metrics["output_tok_s"]

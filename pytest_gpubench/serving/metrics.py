@@ -380,6 +380,15 @@ def peak_in_flight(results: Sequence[RequestResult]) -> int:
     return peak
 
 
+def tokens_after(r: RequestResult, t0: float) -> float:
+    """The output tokens ``r`` streamed after ``t0``: its usage count, in the share of its
+    text chunks that arrived after ``t0`` (chunks and tokens differ where a chunk holds more)."""
+    if not r.token_times:
+        return 0.0
+    late = sum(1 for t in r.token_times if t > t0)
+    return r.output_tokens * late / len(r.token_times)
+
+
 def check_slo(slo: Mapping[str, float] | None) -> dict[str, float]:
     if not slo:
         return {}
@@ -413,8 +422,15 @@ def serving_metrics(
     expect_full_output: bool = True,
     throughput_ci: tuple[float, float] | None = None,
     server: Mapping[str, float] | None = None,
+    lead: Sequence[RequestResult] = (),
 ) -> dict[str, Metric]:
-    """All serving metrics of one run (or of several rounds pooled, with their total time)."""
+    """All serving metrics of one run (or of several rounds pooled, with their total time).
+
+    ``lead``: warm-ups that led into the measured requests with no pause (a sweep point) and
+    so still ran in the measured window. The server's capacity went to them too, so output
+    tok/s and requests/s count what the server did in the window, theirs included: the output
+    tokens streamed and the requests finished after the first measured request was sent.
+    Latencies, token counts and goodput are the measured requests' alone."""
     ok = [r for r in results if r.ok]
     failed = len(results) - len(ok)
     out: dict[str, Metric] = {}
@@ -432,9 +448,17 @@ def serving_metrics(
     spread: dict[str, float] = {"n": len(ok)}
     if throughput_ci is not None:
         spread["ci95_low"], spread["ci95_high"] = throughput_ci
-    out["output_tok_s"] = metric("output_tok_s", total_out / duration_s, spread)
-    out["total_tok_s"] = metric("total_tok_s", (total_in + total_out) / duration_s, {"n": len(ok)})
-    out["requests_per_s"] = metric("requests_per_s", len(ok) / duration_s, {"n": len(ok)})
+    window_start = min(r.start for r in results)
+    lead_out = sum(tokens_after(r, window_start) for r in lead if r.ok)
+    lead_done = sum(1 for r in lead if r.ok and r.end is not None and r.end > window_start)
+    if lead:
+        spread["lead_tokens"] = float(lead_out)
+    window_out = total_out + lead_out
+    out["output_tok_s"] = metric("output_tok_s", window_out / duration_s, spread)
+    out["total_tok_s"] = metric("total_tok_s", (total_in + window_out) / duration_s, {"n": len(ok)})
+    out["requests_per_s"] = metric(
+        "requests_per_s", (len(ok) + lead_done) / duration_s, {"n": len(ok) + lead_done}
+    )
     if slo:
         good = sum(meets_slo(r, slo) for r in ok)
         out["goodput_req_s"] = metric(

@@ -185,17 +185,27 @@ def named(m: Metric, label: str) -> Metric:
     )
 
 
-def steady_state(results: Sequence[RequestResult], target: int | None) -> dict[str, float]:
-    """How much of a point ran at its full load, reported rather than cut: ``ramp_s`` (start
-    until ``target`` requests were first in flight), ``drain_s`` (the last time that many were
-    in flight until the end), ``full_fraction`` of the duration in between, and
-    ``steady_output_tok_s``, the tokens streamed in that window over its length."""
+def steady_state(
+    results: Sequence[RequestResult],
+    target: int | None,
+    warmups: Sequence[RequestResult] = (),
+) -> dict[str, float]:
+    """How much of a point's measured time ran at its full load, reported rather than cut:
+    ``ramp_s`` (the first measured request until ``target`` requests were first in flight),
+    ``drain_s`` (the last time that many were in flight until the end), ``full_fraction`` of
+    the duration in between, and ``steady_output_tok_s``, the tokens streamed in that window
+    over its length. ``warmups`` that led into the measured requests count as in flight (and
+    their tokens in the window): with them the load is full from the first measured request."""
     done = [r for r in results if r.end is not None]
     if not done:
         return {}
     start = min(r.start for r in results)
     end = max(r.end for r in done)  # type: ignore[type-var]
-    events = sorted([(r.start, 1) for r in done] + [(r.end, -1) for r in done])  # type: ignore[misc]
+    lead = [r for r in warmups if r.end is not None and r.end > start]
+    every = done + lead
+    events = sorted(
+        [(max(r.start, start), 1) for r in every] + [(r.end, -1) for r in every]  # type: ignore[misc]
+    )
     want = min(target or len(done), len(done))
     cur, first, last = 0, None, None
     for t, d in events:
@@ -209,7 +219,7 @@ def steady_state(results: Sequence[RequestResult], target: int | None) -> dict[s
     last = end if last is None else last
     duration = max(end - start, 1e-9)
     window = max(last - first, 0.0)
-    tokens = sum(1 for r in done if r.ok for t in r.token_times if first <= t <= last)
+    tokens = sum(1 for r in every if r.ok for t in r.token_times if first <= t <= last)
     out = {
         "ramp_s": first - start,
         "drain_s": end - last,
@@ -711,8 +721,7 @@ class Sweeper:
         if self.client is None:
             self.client = self.bench._client(plan, self.loop, self.pool)
         began = time.monotonic()
-        self.bench._warm_up(plan, self.loop, self.client)
-        run = self.bench._run_once(plan, self.loop, self.client, bar)
+        run = self.bench._run_steady(plan, self.loop, self.client, bar)
         metrics = self.bench._metrics([run], plan.slo_ms, plan.ignore_eos, None)
         metrics.update(self.bench._plugin_metrics([run], metrics))
         # the bench's own result type: importing it here would make bench <-> sweep a cycle
@@ -726,7 +735,7 @@ class Sweeper:
             label=setting.label,
             num_prompts=len(plan.specs),
             warmups=len(plan.warm_specs),
-            steady=steady_state(run.results, setting.concurrency),
+            steady=steady_state(run.results, setting.concurrency, run.warmups),
             wall_s=time.monotonic() - began,
             result=result,
         )

@@ -96,6 +96,9 @@ class Behaviour:
     stall_every: int = 1  # ... in every Nth generation request
     burst: int = 0  # > 0: token events pre-encoded, this many per write (no client outruns it)
     max_streams: int = 0  # > 0: stream at most this many at once, queue the rest (FIFO)
+    # > 0: each request's prefill takes this long, one request at a time (an engine computes
+    # the prompts that arrive together one after another: the last of a burst waits longest)
+    prefill_ms: float = 0.0
 
 
 class StubServer:
@@ -106,6 +109,7 @@ class StubServer:
         # an engine with a fixed number of decode slots: the rest wait, in arrival order
         # (asyncio's semaphore wakes its waiters first in, first out)
         self.slots = asyncio.Semaphore(behaviour.max_streams) if behaviour.max_streams else None
+        self.prefill = asyncio.Lock()  # first in, first out, like the slots
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -197,6 +201,9 @@ class StubServer:
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         started = time.perf_counter()
+        if b.prefill_ms:
+            async with self.prefill:
+                await asyncio.sleep(b.prefill_ms / 1000)
         if b.ttft_ms:
             await asyncio.sleep(b.ttft_ms / 1000)
         if chat:
@@ -336,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--max-streams", type=int, default=0, help="stream at most K at once, queue the rest"
     )
+    p.add_argument(
+        "--prefill-ms", type=float, default=0.0, help="per-request prefill, one at a time"
+    )
     a = p.parse_args(argv)
     behaviour = Behaviour(
         a.tokens_per_s,
@@ -352,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         stall_every=a.stall_every,
         burst=a.burst,
         max_streams=a.max_streams,
+        prefill_ms=a.prefill_ms,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(a.port, behaviour, a.host))

@@ -11,6 +11,7 @@ instead, so a green CI always means the engines really ran.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,21 @@ from pytest_gpubench.testing.ci import unavailable
 
 # pytester points HOME at a temporary folder; the inner runs must still find the engine cache.
 ENGINE_CACHE = str(cache_root())
+
+
+def _load_httpx_error_map() -> None:
+    """httpx maps httpcore's errors to its own through a table it fills on first use. An
+    in-process pytester run (which drops the modules it imported afterwards) can fill it with
+    classes the later httpcore modules do not raise, so an outer health check's refused
+    connection escaped as a raw httpcore.ConnectError (a vLLM start after any in-process run).
+    Filled here first, in this process, from the modules everyone then shares."""
+    import httpx
+
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get("http://127.0.0.1:9/", timeout=0.5)  # the discard port: nothing listens
+
+
+_load_httpx_error_map()
 
 
 @pytest.fixture(autouse=True)

@@ -144,7 +144,10 @@ def test_again(serve_bench):
     lengths = sorted(r["expected_input_tokens"] for r in first)
     assert lengths == sorted(r["expected_input_tokens"] for r in second)
     assert len(set(lengths)) > 1
-    assert sum(r["cached_prompt_tokens"] for r in second) <= len(second)  # a BOS each at most
+    # the server may find a prompt's first word or two among the many prompts it has seen (a
+    # BOS and a common word); the first run's prompts again would be ~100%
+    share = sum(r["cached_prompt_tokens"] for r in second) / sum(r["input_tokens"] for r in second)
+    assert share < 0.05, second
 
 
 def test_live_vllm_reports_its_prefix_cache_and_rounds_miss_it(

@@ -168,6 +168,10 @@ def test_json_of_the_wrong_shape_is_a_failed_request(name) -> None:
         ({"usage": {"completion_tokens": "9"}}, "usage.completion_tokens is not a whole number"),
         ({"usage": {"prompt_tokens": -1}}, "usage.prompt_tokens is not a whole number"),
         ({"usage": {"prompt_tokens": True}}, "usage.prompt_tokens is not a whole number"),
+        (
+            {"usage": {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 2.5}}},
+            "usage.prompt_tokens_details.cached_tokens is not a whole number",
+        ),
     ],
 )
 def test_the_message_says_what_is_wrong(shape, problem) -> None:

@@ -313,6 +313,7 @@ def test_result_rows() -> None:
         "input_tokens": 10,
         "expected_input_tokens": 10,
         "output_tokens": 4,
+        "cached_prompt_tokens": None,  # the server said nothing about its cache
         "client_chunks": 4,
         "max_tokens": 4,
         "ttft_ms": 125.0,
@@ -322,6 +323,25 @@ def test_result_rows() -> None:
     assert rows[3]["ttft_ms"] is None and rows[3]["e2el_ms"] is None
     assert result_rows([RequestResult(SPEC, ok=False, error="e" * 400)])[0]["error"] == "e" * 300
     assert result_rows([RequestResult(SPEC, ttft=0.0012344, end=1.0)])[0]["ttft_ms"] == 1.234
+
+
+def test_cached_prompt_fraction_from_usage_or_llamacpp_timings() -> None:
+    """The share of prompt tokens the server took from its cache, pooled over requests:
+    OpenAI usage details first, llama.cpp's timings (cache_n reused + prompt_n computed)
+    where usage has none; requests reporting neither are left out of the share."""
+    usage = RequestResult(SPEC, start=0.0, ok=True, ttft=0.1, end=0.5, token_times=[0.1, 0.5])
+    usage.usage_prompt_tokens, usage.usage_completion_tokens = 100, 2
+    usage.usage_cached_tokens = 90
+    timed = RequestResult(SPEC, start=0.0, ok=True, ttft=0.1, end=0.5, token_times=[0.1, 0.5])
+    timed.usage_prompt_tokens, timed.usage_completion_tokens = 300, 2
+    timed.server_timings = {"cache_n": 0.0, "prompt_n": 300.0, "prompt_ms": 30.0}
+    silent = RequestResult(SPEC, start=0.0, ok=True, ttft=0.1, end=0.5, token_times=[0.1, 0.5])
+    silent.usage_prompt_tokens, silent.usage_completion_tokens = 50, 2
+    m = serving_metrics([usage, timed, silent], 1.0)["cached_prompt_fraction"]
+    assert m.value == pytest.approx(90 / 400)  # (90 + 0) / (100 + 300)
+    assert m.spread == {"n": 2, "cached_tokens": 90.0, "prompt_tokens": 400.0}
+    assert m.higher_is_better is False
+    assert "cached_prompt_fraction" not in serving_metrics([silent], 1.0)
 
 
 def test_metric_builds_from_the_definition() -> None:

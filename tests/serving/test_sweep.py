@@ -540,3 +540,51 @@ def test_point_line_says_when_the_server_served_prompts_from_its_cache() -> None
     )
     assert "90% of prompt tokens from the server's cache" in sw.describe_point("sweep", hit)
     assert "cache" not in sw.describe_point("sweep", bos)
+
+
+BURST_FILE = (
+    INNER
+    + """
+def test_plain(serve_bench):
+    serve_bench(Server(URL), input_len=16, output_len=30, num_prompts=16, concurrency=8,
+                warmups=8)
+
+def test_point(serve_bench):
+    serve_bench.sweep(Server(URL), concurrency=[8], **WORKLOAD)
+"""
+)
+
+
+def test_sweep_points_measure_steady_load_not_the_burst_of_the_start(pytester, start_stub):
+    """A server that computes arriving prompts one at a time (20 ms each) and then streams 30
+    tokens at 100 tok/s. Eight users who start together make a burst: the k-th waits for
+    k - 1 prefills, so the first wave's TTFTs are 20, 40, ..., 160 ms. A plain serve_bench run
+    (warm-ups, a pause, then every user at once, as `vllm bench serve` does) has that wave in
+    its measured requests: half of 16, so p90 ~150 ms. A sweep point's warm-ups lead straight
+    into its measured requests, which then arrive one per finished warm-up (20 ms apart) and
+    wait for no one: p90 ~20 ms plus transport. On the H200 the burst alone put a 12-user
+    point's p90 TTFT at 2.8 s, median 0.33 s, and failed a 2 s SLO."""
+    stub = start_stub("--prefill-ms", "20", "--tokens-per-s", "100")
+    pytester.makepyfile(BURST_FILE.format(url=stub.base_url))
+    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu")
+    result.assert_outcomes(passed=2)
+    entries = {
+        b["name"]: b["extra_info"]
+        for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]
+    }
+    plain = entries["test_plain"]["metrics"]
+    (point,) = entries["test_point"]["sweep"]["points"]
+    assert point["num_prompts"] == 16 and point["warmups"] == 8
+    burst_p90 = plain["ttft_ms"]["spread"]["p90"]
+    steady_p90 = point["metrics"]["ttft_ms"]["spread"]["p90"]
+    assert 110 < burst_p90 < 220, plain["ttft_ms"]
+    assert steady_p90 < 70, point["metrics"]["ttft_ms"]
+    # the load stayed full from the first measured request (the warm-ups were in flight)
+    assert point["steady"]["ramp_s"] < 0.05 and point["steady"]["full_fraction"] > 0.6
+    # throughput counts the warm-ups' tokens streamed in the measured window too: what the
+    # server did in it; measured tokens + those = output tok/s x duration
+    out = point["metrics"]["output_tok_s"]
+    lead = out["spread"]["lead_tokens"]
+    assert 0 < lead < 8 * 30
+    duration = point["metrics"]["duration_s"]["value"]
+    assert out["value"] * duration == pytest.approx(16 * 30 + lead, rel=1e-6)
