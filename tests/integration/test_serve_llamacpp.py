@@ -110,14 +110,15 @@ def test_sweep_then_capacity(serve_bench):
     assert len(rows) == 12  # 3 rounds x 4
     prompt = sum(r["input_tokens"] for r in rows)
     cached = sum(r["cached_prompt_tokens"] for r in rows)
-    # at most the BOS token of each prompt is shared
-    assert cached <= len(rows), rows
+    # a BOS and at times a first word the server saw in another prompt: a few tokens of 161;
+    # the old rounds re-sent round 1's prompts (two thirds of these tokens)
+    assert cached / prompt < 0.05, rows
     assert rounds["metrics"]["cached_prompt_fraction"]["value"] == pytest.approx(cached / prompt)
     entry = by_name["test_sweep_then_capacity"]
     points = entry["sweep"]["points"] + entry["capacity"]["points"]
     assert [p["concurrency"] for p in points] == [1, 2, 4, 4, 4]
     for p in points:  # each point's fraction is the server's count over its requests
-        assert p["metrics"]["cached_prompt_fraction"]["value"] < 0.02, p["label"]
+        assert p["metrics"]["cached_prompt_fraction"]["value"] < 0.05, p["label"]
 
 
 def test_live_llamacpp_a_second_run_does_not_meet_the_first_runs_prompts(
