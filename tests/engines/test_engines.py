@@ -61,6 +61,12 @@ def test_vllm_command_line() -> None:
         "--enable-prompt-tokens-details",
     ]  # fmt: skip
     assert spec.secret_env == {"VLLM_API_KEY": "sk-abcdefgh"}  # never on the command line
+    # a user who turns the cached-token report off gets no switch at all
+    off = get_engine("vllm").launch(
+        ModelRef.of("Qwen/Qwen3-32B", "qwen"), "127.0.0.1", 8001,
+        {"enable_prompt_tokens_details": False},
+    )  # fmt: skip
+    assert not any("prompt-tokens-details" in a for a in off.argv)
 
 
 def test_vllm_local_executable_is_the_module_form(monkeypatch: pytest.MonkeyPatch) -> None:

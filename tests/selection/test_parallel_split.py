@@ -200,10 +200,11 @@ def test_engines_spell_their_own_flags() -> None:
     assert argv[argv.index("--tensor-split") + 1] == "3,1"  # one argument, comma-separated
     assert argv[argv.index("--main-gpu") + 1] == "0"
     vllm = launch_argv("vllm", tensor_parallel_size=2, pipeline_parallel=2, data_parallel_size=1)
-    assert vllm[-6:] == [
+    assert vllm[-7:-1] == [
         "--tensor-parallel-size", "2", "--pipeline-parallel-size", "2",
         "--data-parallel-size", "1",
     ]  # fmt: skip
+    assert vllm[-1] == "--enable-prompt-tokens-details"  # after them: usage's cached tokens
     sglang = launch_argv("sglang", tensor_parallel=2, data_parallel_size=2)
     assert sglang[-4:] == ["--tp-size", "2", "--dp-size", "2"]
     with pytest.raises(GpubenchError, match=r"llama[.]cpp has no option tensor_parallel_size"):
