@@ -985,6 +985,7 @@ class ServeBench:
                     raise sw.OutOfTime
                 point = sweeper.measure(s, plan, bar)
                 point.meets_slo = sw.meets(point.metrics, slo_ms, pct, plan.max_error_rate)
+                point.slo_check = sw.slo_check(point.result.results, slo_ms, pct)
                 points.append(point)
                 progress.say(sw.describe_point("capacity", point, pct))
                 return point.meets_slo
@@ -1044,9 +1045,11 @@ class ServeBench:
                     "capacity_search_s", times[0], "s", False,
                     description="wall time of the capacity search after the test's sweep",
                 )  # fmt: skip
+            noise = result.within_noise
             info = {
                 "max_concurrency": users,
                 "capped": capped,
+                "within_noise": noise,
                 "upper": answer.upper,
                 "stopped_by": answer.stopped_by,
                 "time_budget_s": budget_s,
@@ -1059,6 +1062,13 @@ class ServeBench:
                 "points": [p.as_dict() for p in points],
             }
             self._record_sweep_info("capacity", info, first)
+            if noise:
+                record_note(
+                    self.request,
+                    f"{self.request.node.name}: capacity {users} users is within the noise at "
+                    f"its boundary: {noise}; more requests per point (prompts_per_user="
+                    f"{prompts_per_user}) or remeasure= would narrow it",
+                )
             if answer.stopped_by == "time_budget":
                 upper = (
                     f"c{answer.upper} failed" if answer.upper is not None else "nothing failed yet"

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.metrics.stats import quantile_interval
 from pytest_gpubench.serving.client import RequestResult
 from pytest_gpubench.serving.metrics import metric
 
@@ -101,6 +102,9 @@ class SweepPoint:
     steady: dict[str, float] = field(default_factory=dict)
     saturated: bool = False
     meets_slo: bool | None = None  # capacity points: this measurement met every SLO
+    # capacity points: per SLO metric its percentile, that percentile's 95% interval and the
+    # verdict, "meets" / "misses" or "unsure" (the interval holds the limit: noise decides)
+    slo_check: dict[str, dict[str, Any]] = field(default_factory=dict)
     wall_s: float = 0.0  # the point's wall time, warm-ups included (what the next one costs)
     result: Any = field(default=None, repr=False, compare=False)  # the point's ServeResult
 
@@ -124,6 +128,7 @@ class SweepPoint:
             "saturated": self.saturated,
             "wall_s": round(self.wall_s, 3),
             **({"meets_slo": self.meets_slo} if self.meets_slo is not None else {}),
+            **({"slo_check": self.slo_check} if self.slo_check else {}),
             "metrics": {n: m.as_dict() for n, m in self.metrics.items()},
         }
 
@@ -153,6 +158,12 @@ class CapacityResult:
     @property
     def frontier(self) -> list[SweepPoint]:
         return pareto_frontier(self.points)
+
+    @property
+    def within_noise(self) -> str | None:
+        """The boundary's SLO checks whose 95% interval holds the limit (``boundary_noise``),
+        or None when the answer is clear of the noise."""
+        return boundary_noise(self.points, (self.max_concurrency, self.upper), self.percentile)
 
 
 def point_metrics(base: Mapping[str, Metric], gpus: int) -> dict[str, Metric]:
@@ -280,6 +291,56 @@ def meets(
         if value > limit:
             return False
     return True
+
+
+_SLO_VALUES: dict[str, Callable[[RequestResult], float | None]] = {
+    "ttft_ms": lambda r: r.ttft,
+    "tpot_ms": lambda r: r.tpot,
+    "e2el_ms": lambda r: r.e2el,
+}
+
+
+def slo_check(
+    results: Sequence[RequestResult], slo: Mapping[str, float], percentile: int
+) -> dict[str, dict[str, Any]]:
+    """For each SLO metric, the point's ``percentile`` of its completed requests, the 95%
+    interval of that percentile (``metrics.stats.quantile_interval``) and whether the limit is
+    clear of it: "meets" (the whole interval within the limit), "misses" (all above) or "unsure"
+    (the limit inside: another measurement may well decide the other way). The verdict of
+    ``meets`` stays the point estimate's; this says how much to trust it."""
+    import numpy as np
+
+    out: dict[str, dict[str, Any]] = {}
+    for key, limit in slo.items():
+        values = [v * 1000.0 for r in results if r.ok and (v := _SLO_VALUES[key](r)) is not None]
+        if not values:
+            continue
+        low, high = quantile_interval(values, percentile)
+        verdict = "meets" if high <= limit else "misses" if low > limit else "unsure"
+        value = float(np.percentile(values, percentile))
+        out[key] = {"value": value, "low": low, "high": high, "limit": limit, "verdict": verdict}
+    return out
+
+
+def boundary_noise(
+    points: Sequence[SweepPoint], concurrencies: Iterable[int | None], percentile: int
+) -> str | None:
+    """What makes a capacity answer uncertain: the SLO checks of the points measured at the
+    boundary (the capacity and the lowest failure) whose interval holds the limit, in words;
+    None when every one is clear."""
+    at = {c for c in concurrencies if c is not None}
+    unsure = []
+    for p in points:
+        if p.concurrency not in at:
+            continue
+        for key, c in p.slo_check.items():
+            if c["verdict"] == "unsure":
+                unsure.append(
+                    f"c{p.concurrency}'s p{percentile} {key.removesuffix('_ms')} "
+                    f"{c['value']:,.0f} ms (95% interval {c['low']:,.0f} .. {c['high']:,.0f}) "
+                    f"against {c['limit']:,.0f}"
+                )
+    return "; ".join(unsure) if unsure else None
 
 
 def pareto_frontier(points: Iterable[Any]) -> list[Any]:
@@ -601,6 +662,8 @@ def describe_point(kind: str, point: SweepPoint, percentile: int = 90) -> str:
         parts.append(f"{cached.value:.0%} of prompt tokens from the server's cache;")
     if point.meets_slo is not None:
         parts.append("meets the SLO" if point.meets_slo else "misses the SLO")
+        if any(c["verdict"] == "unsure" for c in point.slo_check.values()):
+            parts.append("(within the noise)")
     if point.saturated:
         parts.append("saturated")
     return " ".join(p for p in parts if p).rstrip(";")
