@@ -1062,6 +1062,13 @@ class ServeBench:
                 "points": [p.as_dict() for p in points],
             }
             self._record_sweep_info("capacity", info, first)
+            if capped:
+                record_note(
+                    self.request,
+                    f"{self.request.node.name}: capacity {users} users is the most the search "
+                    f"tried (max_concurrency={highest}) and it met the SLO: the capacity may be "
+                    "higher; raise max_concurrency to find it",
+                )
             if noise:
                 record_note(
                     self.request,

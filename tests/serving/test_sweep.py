@@ -463,6 +463,9 @@ def test_capacity_from_a_sweeps_points_measures_only_the_boundary(pytester, star
     assert cap["max_concurrency"] == 3
     assert "known point c1 was measured at input_len 16, output_len 30" in out, out
     assert "this capacity search runs 32, 30" in out
+    # an answer at max_concurrency is a lower bound, and the results say so
+    assert "test_known_answers_it_all: capacity 2 users is the most the search tried" in out, out
+    assert "test_sweep_then_capacity: capacity 3 users is the most" not in out
     assert "known must be a serve_bench.sweep (or .capacity) result or its .points, got list" in out
     assert out.count("Traceback") == 0
 
