@@ -1110,7 +1110,14 @@ class ServeBench:
 
     def _record_sweep_info(self, key: str, info: dict[str, Any], first: ServePlan) -> None:
         extra = self.gpubench.benchmark.extra_info
-        per_point = ("concurrency", "num_prompts", "warmups", "request_rate", "requests_used")
+        per_point = (
+            "concurrency",
+            "num_prompts",
+            "warmups",
+            "request_rate",
+            "requests_used",
+            "prompt_draw",
+        )
         extra["serving"] = {k: v for k, v in first.info.items() if k not in per_point}
         extra[key] = info
         record_placement(self.gpubench, self.request, first.server, first.engine)

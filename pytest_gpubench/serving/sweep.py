@@ -129,6 +129,12 @@ class SweepPoint:
             "wall_s": round(self.wall_s, 3),
             **({"meets_slo": self.meets_slo} if self.meets_slo is not None else {}),
             **({"slo_check": self.slo_check} if self.slo_check else {}),
+            # which requests it sent: (test key, n-th set, run nonce), RequestFactory's draw
+            **(
+                {"prompt_draw": self.result.workload["prompt_draw"]}
+                if self.result is not None and "prompt_draw" in self.result.workload
+                else {}
+            ),
             "metrics": {n: m.as_dict() for n, m in self.metrics.items()},
         }
 

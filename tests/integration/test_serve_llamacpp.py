@@ -119,6 +119,12 @@ def test_sweep_then_capacity(serve_bench):
     assert [p["concurrency"] for p in points] == [1, 2, 4, 4, 4]
     for p in points:  # each point's fraction is the server's count over its requests
         assert p["metrics"]["cached_prompt_fraction"]["value"] < 0.05, p["label"]
+    # each point names its own draw (test key, n-th set of requests, the run's nonce)
+    draws = [tuple(p["prompt_draw"]) for p in points]
+    assert (
+        len(set(draws)) == 5 and len({d[0] for d in draws}) == 1 and len({d[2] for d in draws}) == 1
+    )
+    assert "prompt_draw" not in entry["serving"]  # per point, not the entry's
 
 
 def test_live_llamacpp_a_second_run_does_not_meet_the_first_runs_prompts(
