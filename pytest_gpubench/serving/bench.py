@@ -705,7 +705,7 @@ class ServeBench:
             expect_full_output=ignore_eos,
             throughput_ci=ci,
             server=server,
-            lead=[r for run in runs if run.led for r in run.warmups],
+            lead=[r for run in runs for r in run.warmups],
         )
         if "output_tok_s" in metrics:
             m = metrics["output_tok_s"]

@@ -400,8 +400,13 @@ def check_slo(slo: Mapping[str, float] | None) -> dict[str, float]:
     return {k: float(v) for k, v in slo.items()}
 
 
+def slo_values(r: RequestResult) -> dict[str, float | None]:
+    """What each SLO key judges of one request, in seconds (None where it has none)."""
+    return {"ttft_ms": r.ttft, "tpot_ms": r.tpot, "e2el_ms": r.e2el}
+
+
 def meets_slo(r: RequestResult, slo: Mapping[str, float]) -> bool:
-    values = {"ttft_ms": r.ttft, "tpot_ms": r.tpot, "e2el_ms": r.e2el}
+    values = slo_values(r)
     for key, limit in slo.items():
         v = values[key]
         if v is not None and v * 1000.0 > limit:

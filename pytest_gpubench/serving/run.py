@@ -32,7 +32,7 @@ class Adaptive:
 @dataclass
 class RunResult:
     results: list[RequestResult]
-    warmups: list[RequestResult]
+    warmups: list[RequestResult]  # only warm-ups that led into the run (``run_load``'s lead)
     start: float
     end: float
     stopped_by: str  # "count", "duration", "precision", "cap"
@@ -40,7 +40,6 @@ class RunResult:
     ci_blocks: int = 0
     server: dict[str, float] = field(default_factory=dict)
     turns_not_sent: int = 0  # multi-turn: turns left unsent after an earlier turn failed
-    led: bool = False  # the warm-ups led into the measured requests (``run_load``'s ``lead``)
 
     @property
     def duration(self) -> float:
@@ -214,5 +213,4 @@ async def run_load(
             ci, blocks = (found[0], found[1]), found[2]
     run = RunResult(results, warm_results, start, end, str(state["stopped_by"]), ci, blocks)  # type: ignore[arg-type]
     run.turns_not_sent = int(state["unsent"])  # type: ignore[call-overload]
-    run.led = bool(lead)
     return run

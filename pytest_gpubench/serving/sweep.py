@@ -42,7 +42,7 @@ from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import quantile_interval
 from pytest_gpubench.serving.client import RequestResult
-from pytest_gpubench.serving.metrics import metric
+from pytest_gpubench.serving.metrics import metric, slo_values
 
 #: what each point records under its own name (all its metrics are in extra_info)
 POINT_METRICS = (
@@ -299,13 +299,6 @@ def meets(
     return True
 
 
-_SLO_VALUES: dict[str, Callable[[RequestResult], float | None]] = {
-    "ttft_ms": lambda r: r.ttft,
-    "tpot_ms": lambda r: r.tpot,
-    "e2el_ms": lambda r: r.e2el,
-}
-
-
 def slo_check(
     results: Sequence[RequestResult], slo: Mapping[str, float], percentile: int
 ) -> dict[str, dict[str, Any]]:
@@ -318,7 +311,7 @@ def slo_check(
 
     out: dict[str, dict[str, Any]] = {}
     for key, limit in slo.items():
-        values = [v * 1000.0 for r in results if r.ok and (v := _SLO_VALUES[key](r)) is not None]
+        values = [v * 1000.0 for r in results if r.ok and (v := slo_values(r)[key]) is not None]
         if not values:
             continue
         low, high = quantile_interval(values, percentile)
