@@ -119,6 +119,10 @@ def test_sweep_then_capacity(serve_bench):
     assert [p["concurrency"] for p in points] == [1, 2, 4, 4, 4]
     for p in points:  # each point's fraction is the server's count over its requests
         assert p["metrics"]["cached_prompt_fraction"]["value"] < 0.05, p["label"]
+        # the server's token counter, read around warm-ups and measured requests, less the
+        # warm-ups' own tokens: the measured requests' 6 tokens each
+        done = p["metrics"]["completed"]["value"]
+        assert p["metrics"]["server_output_tokens"]["value"] == 6 * done, p["label"]
     # each point names its own draw (test key, n-th set of requests, the run's nonce)
     draws = [tuple(p["prompt_draw"]) for p in points]
     assert (

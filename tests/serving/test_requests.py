@@ -106,6 +106,22 @@ def test_each_draw_has_prompts_of_its_own_and_the_nonce_keeps_the_lengths(bpe_di
         assert len(tok.encode(r.body["prompt"])) == r.input_tokens
 
 
+def test_each_draw_has_images_of_its_own(bpe_dir) -> None:
+    """A vision server caches images by content too (vLLM's multimodal cache): a later point
+    or run must not re-send an earlier one's images."""
+    tok = LocalTokenizer(bpe_dir)
+    w = Workload(input_len=10, output_len=4, endpoint="chat", images=1,
+                 image_buckets={(16, 16): 1.0})  # fmt: skip
+
+    def urls(**draw):
+        reqs = RequestFactory(w, tok, **draw).take(3)
+        return {r.body["messages"][0]["content"][1]["image_url"]["url"] for r in reqs}
+
+    assert urls(draw=(5, 0)) == urls(draw=(5, 0))
+    assert not urls(draw=(5, 0)) & urls(draw=(5, 1))
+    assert not urls(draw=(5, 0), nonce=1) & urls(draw=(5, 0), nonce=2)
+
+
 def test_repeated_prompts_warning_only_beyond_the_shared_prefix() -> None:
     from pytest_gpubench.metrics.core import Metric
     from pytest_gpubench.serving.bench import repeated_prompts_message
