@@ -489,7 +489,7 @@ def pareto_figure(curves: Sequence[Any], title: str = "") -> Figure:
     """Tokens/s per user (x) against tokens/s per GPU (y): every device's measured points
     (faint), its frontier (a line through them), its capacity (a star, "cap N users"), and the
     SLO's TPOT limit as the vertical line 1000 / tpot_ms (the frontier right of it is usable)."""
-    from pytest_gpubench.report.pareto import tpot_line
+    from pytest_gpubench.report.pareto import grid_lower_bound, tpot_line
 
     Figure = _matplotlib()
     fig = Figure(figsize=(8.0, 5.6), dpi=DPI, layout="constrained")
@@ -527,7 +527,8 @@ def pareto_figure(curves: Sequence[Any], title: str = "") -> Figure:
             grid = curve.capacity_source == "grid"
             ax.annotate(  # short here (labels of several curves must not overlap); whole in
                 # the text rows and the HTML list: "capacity 8 users on the swept grid, ..."
-                f"capacity {curve.capacity}" + (" (swept grid)" if grid else " users"),
+                f"capacity {'>=' if grid_lower_bound(curve) else ''}{curve.capacity}"
+                + (" (swept grid)" if grid else " users"),
                 (cap.per_user, cap.per_gpu),
                 textcoords="offset points",
                 xytext=(10, -12 - 11 * (i % 3)),
@@ -557,7 +558,8 @@ def pareto_figure(curves: Sequence[Any], title: str = "") -> Figure:
         sub += f" at p{'/p'.join(map(str, pcts))}" if pcts else ""
     ax.set_title(sub, fontsize=8, color="#59636e")
     fig.suptitle(title or "Pareto frontier: throughput per GPU vs speed per user", fontsize=11)
-    ax.legend(fontsize=8, loc="upper right")
+    # below the axes, not on them: at the upper right it hid the labels of the points there
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center")
     return fig
 
 

@@ -180,12 +180,21 @@ def apply_slo(curves: Iterable[Curve], slo: Mapping[str, float], percentile: int
         c.capacity_source = "grid"
 
 
+def grid_lower_bound(c: Curve) -> bool:
+    """A capacity read from a sweep in which no swept point missed the SLO: the sweep ended
+    (saturation, a time budget, its last setting) before the limit, which lies higher."""
+    return c.capacity_source == "grid" and c.capacity_upper is None and bool(c.capacity)
+
+
 def capacity_text(c: Curve) -> str:
-    """``capacity 8 users`` or, read from a sweep, ``8 users on the swept grid (16 misses)``."""
+    """``capacity 8 users`` or, read from a sweep, ``capacity 8 users on the swept grid, c16
+    misses`` (or ``capacity at least 8 users ..., no swept point misses``)."""
     if c.capacity is None:
         return ""
     if c.capacity_source != "grid":
         return f"capacity {c.capacity} users"
+    if grid_lower_bound(c):
+        return f"capacity at least {c.capacity} users on the swept grid, no swept point misses"
     upper = f", c{c.capacity_upper} misses" if c.capacity_upper is not None else ""
     return f"capacity {c.capacity} users on the swept grid{upper}"
 

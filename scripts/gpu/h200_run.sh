@@ -62,4 +62,16 @@ case "$part" in
   g)  # the Q8_0 sweep: a second frontier on the same GPU
     run g --gpubench-log-dir="$OUT/logs" scripts/gpu/test_llamacpp_cuda.py -k "sweep and q8_0"
     ;;
+  h)  # build (Q4_K_M only) and the Q4_K_M sweep with llama-server's host prompt cache off,
+    # in one call (a fresh machine after f and g had spent most of the lease)
+    BUILD_CORES=0-15 BUILD_JOBS=16 QUANTS=Q4_K_M setsid nohup bash scripts/gpu/llamacpp_build.sh \
+      > /tmp/llama.log 2>&1 < /dev/null &
+    for _ in $(seq 110); do [ -e /tmp/llama/DONE ] && break; sleep 5; done
+    grep -E "build rc|all done" /tmp/llama.log; cp /tmp/llama.log "$OUT/llama-build.log"
+    # CALL_END: the call's end (epoch s), set by the caller; the sweep gets what is left
+    budget=$(( ${CALL_END:-$(( $(date +%s) + 460 ))} - $(date +%s) - 40 ))
+    [ "$budget" -ge 30 ] || { echo "no time left for the sweep ($budget s)"; exit 1; }
+    GPUBENCH_SWEEP_BUDGET_S=$budget run h --gpubench-log-dir="$OUT/logs" \
+      scripts/gpu/test_llamacpp_cuda.py -k "without_host_prompt_cache"
+    ;;
 esac

@@ -194,6 +194,10 @@ def test_slo_judges_a_sweep_recorded_without_one(tmp_path: Path, write_baseline,
     curves = pareto.load_curves([files[0]])
     pareto.apply_slo(curves, {"ttft_ms": 5000}, 90)  # every swept point meets it
     assert (curves[0].capacity, curves[0].capacity_upper) == (16, None)
+    # the sweep ended before any point missed: the limit lies above 16, which is said
+    assert pareto.capacity_text(curves[0]) == (
+        "capacity at least 16 users on the swept grid, no swept point misses"
+    )
     # 2 users miss (a noisy point) and 4 meet: the grid capacity stops at the first miss
     bumpy = sweep_without_slo(w, "bumpy", {1: (100, 5.0), 2: (100, 30.0), 4: (100, 8.0)})
     curves = pareto.load_curves([bumpy])
