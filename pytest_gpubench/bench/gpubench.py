@@ -357,6 +357,7 @@ class GpuBench:
                 offload=offload,
                 server=self.in_server,
                 host_busy_cores=busy.value if busy else None,
+                server_stall=bound.stall_share(self.metrics) if self.in_server else None,
             )
         )
         if verdict is None:

@@ -19,6 +19,7 @@ import httpx
 from pytest_gpubench.engines import prometheus
 from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.engines.placement import Placement
+from pytest_gpubench.engines.stalls import StallReport
 from pytest_gpubench.errors import GpubenchError
 
 
@@ -204,6 +205,13 @@ class Engine(Protocol):
         where the engine says nothing about it. See ``pytest_gpubench.engines.placement``."""
         ...
 
+    def log_stalls(self, log_text: str) -> StallReport | None:
+        """Where the server's log (``log_text``: the lines written during one run) shows its
+        main loop blocking every request, by cause, with the span of time those lines cover;
+        None where the engine's log says nothing of the kind. See
+        ``pytest_gpubench.engines.stalls``."""
+        ...
+
 
 class BaseEngine:
     """Shared behaviour: health + /v1/models readiness, /metrics, no per-response timings.
@@ -248,6 +256,9 @@ class BaseEngine:
         return {}
 
     def placement(self, log_text: str, server: Any) -> Placement | None:
+        return None
+
+    def log_stalls(self, log_text: str) -> StallReport | None:
         return None
 
 

@@ -19,6 +19,8 @@ from pytest_gpubench.engines.base import (
 )
 from pytest_gpubench.engines.memory import EngineMemory
 from pytest_gpubench.engines.placement import Placement, from_llamacpp_log
+from pytest_gpubench.engines.stalls import StallReport
+from pytest_gpubench.engines.stalls import from_llamacpp_log as stalls_from_llamacpp_log
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import kvcache
 from pytest_gpubench.models.split import check_split_mode, check_tensor_split
@@ -117,6 +119,10 @@ class LlamaCpp(BaseEngine):
     def placement(self, log_text: str, server: Any) -> Placement | None:
         """Layers offloaded and buffer sizes from llama-server's start-up log."""
         return from_llamacpp_log(log_text)
+
+    def log_stalls(self, log_text: str) -> StallReport | None:
+        """Copies into and evictions from the host prompt cache (``--cache-ram``)."""
+        return stalls_from_llamacpp_log(log_text)
 
 
 def split_flags(options: Mapping[str, Any]) -> list[str]:

@@ -13,7 +13,9 @@ Every GPU result therefore carries a ``bound`` verdict:
 - ``launch``: the GPU was idle while the thread issuing its work was busy (CPU time at least
   ``THREAD_SATURATED`` of wall time): Python and kernel launches between small kernels.
 - ``host``: the GPU was idle and the issuing thread was not busy: it waited on something else
-  (host-device syncs, other processes, I/O); for a server, its own HTTP/scheduling/sampling.
+  (host-device syncs, other processes, I/O); for a server, its own HTTP/scheduling/sampling,
+  or a stall its own log shows (``server_stall_fraction``, serving/stalls.py: llama-server's
+  host prompt cache stalled 59% of an H200 capacity test that read 47% busy).
 - ``unknown``: the timed span was too short for NVML's utilisation to mean anything.
 
 The threshold comes from measurement, not taste (H100 2026-11-23 and H200 2026-12-01 runs,
@@ -28,6 +30,7 @@ on the H200 while its matmuls ran at 659 TFLOP/s).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +44,29 @@ THREAD_SATURATED = 0.9
 DATA_SHARE = 0.25
 
 VERDICTS = ("gpu", "offload", "data", "launch", "host", "unknown")
+#: the metric serve_bench records from the server's log (serving/stalls.py), per sweep point
+#: as ``server_stall_fraction.c8``
+STALL_METRIC = "server_stall_fraction"
+#: a stall share at or above which a host-bound server's verdict names it (serving/stalls.py
+#: warns from the same share)
+STALL_SHARE = 0.05
+
+
+def stall_share(metrics: Mapping[str, Any]) -> float | None:
+    """The server's stalled seconds over its logged seconds, pooled over the test's runs and
+    sweep points (each metric's spread carries both); None when none was recorded."""
+    stalled = span = 0.0
+    found = False
+    for name, m in metrics.items():
+        if name == STALL_METRIC or name.startswith(STALL_METRIC + "."):
+            spread = getattr(m, "spread", {}) or {}
+            if "span_s" in spread:
+                found = True
+                stalled += float(spread.get("stalled_s", 0.0))
+                span += float(spread["span_s"])
+    if not found:
+        return None
+    return min(1.0, stalled / span) if span > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +80,7 @@ class Facts:
     offload: str | None = None  # the placement's description when layers or KV sat on the CPU
     server: bool = False  # the GPU work ran in a separate server process
     host_busy_cores: float | None = None  # other processes' CPU use (bench/hostload.py)
+    server_stall: float | None = None  # share of its time the server's log shows it stalled
 
 
 @dataclass(frozen=True)
@@ -115,6 +142,14 @@ def judge(f: Facts) -> Verdict | None:
                 + others,
                 "the client, not the server, is the bound: pin server and client to different "
                 "cores (taskset) or use the aiohttp transport",
+            )
+        if f.server_stall is not None and f.server_stall >= STALL_SHARE:
+            return Verdict(
+                "host",
+                f"{busy}; the server's own log shows it stalled {_pct(f.server_stall)} of the "
+                "time, every request waiting (server_stall_fraction)" + others,
+                "turn off the server setting the ServingWarning names where the workload does "
+                "not need it, then measure again",
             )
         return Verdict(
             "host",

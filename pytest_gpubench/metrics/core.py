@@ -62,6 +62,7 @@ UNGATED = frozenset(
         "host_thread_busy_pct",  # the bound verdict's inputs: conditions, not results
         "data_wait_pct",
         "cached_prompt_fraction",  # a condition of the run: prompts the server had seen
+        "server_stall_fraction",  # a server setting's cost, said with its fix (a warning)
         "avg_power_w",
         "peak_power_w",
         "gpu_util_pct",

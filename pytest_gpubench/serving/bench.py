@@ -64,6 +64,13 @@ from pytest_gpubench.serving.requests import RequestFactory, Workload, depth_req
 from pytest_gpubench.serving.run import Adaptive, RunResult, run_load, run_warmups
 from pytest_gpubench.serving.schedule import LoadSpec
 from pytest_gpubench.serving.server_side import scrape, server_deltas
+from pytest_gpubench.serving.stalls import (
+    STALL_METRIC,
+    log_mark,
+    read_stalls,
+    stall_message,
+    stall_metric,
+)
 from pytest_gpubench.serving.tokens import LocalTokenizer, ServerTokenizer, Tokenizer
 
 HEADLINE = ("output_tok_s", "ttft_ms", "tpot_ms")
@@ -575,6 +582,7 @@ class ServeBench:
         """One measured run of ``specs`` (default: ``plan``'s first round), with the server's
         own counters around it."""
         before = scrape(plan.base_url, plan.engine, headers=plan.headers)
+        mark = log_mark(plan.server)
         run = loop.run_until_complete(
             run_load(
                 client,
@@ -584,6 +592,7 @@ class ServeBench:
                 on_done=(lambda _r: bar.update(1)) if bar is not None else None,
             )
         )
+        run.stalls = read_stalls(plan.server, plan.engine, mark)
         after = scrape(plan.base_url, plan.engine, headers=plan.headers)
         run.server = server_deltas(before, after, plan.engine) if before else {}
         return run
@@ -603,6 +612,7 @@ class ServeBench:
             ServeBench._warm_up(plan, loop, client)
             return ServeBench._run_once(plan, loop, client, bar)
         before = scrape(plan.base_url, plan.engine, headers=plan.headers)
+        mark = log_mark(plan.server)
         run = loop.run_until_complete(
             run_load(
                 client,
@@ -612,6 +622,7 @@ class ServeBench:
                 lead=plan.warm_specs,
             )
         )
+        run.stalls = read_stalls(plan.server, plan.engine, mark)
         after = scrape(plan.base_url, plan.engine, headers=plan.headers)
         server = server_deltas(before, after, plan.engine) if before else {}
         run.server = {}
@@ -707,6 +718,9 @@ class ServeBench:
             server=server,
             lead=[r for run in runs for r in run.warmups],
         )
+        stalled = stall_metric([run.stalls for run in runs])
+        if stalled is not None:
+            metrics[STALL_METRIC] = stalled
         if "output_tok_s" in metrics:
             m = metrics["output_tok_s"]
             spread = dict(m.spread)
@@ -769,6 +783,9 @@ class ServeBench:
         cached = repeated_prompts_message(m.get("cached_prompt_fraction"), result.workload)
         if cached:
             warnings.warn(ServingWarning(cached), stacklevel=3)
+        stalled = stall_message(m.get(STALL_METRIC), [run.stalls for run in result.runs])
+        if stalled:
+            warnings.warn(ServingWarning(stalled), stacklevel=3)
         if result.error_rate > max_error_rate:
             pytest.fail(
                 f"serve_bench: {result.failed} of {len(result.results)} requests failed "

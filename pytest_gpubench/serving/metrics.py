@@ -265,6 +265,14 @@ _DEFS: tuple[ServingMetricDef, ...] = (
         "prompts are drawn anew for every point and round, so only a shared prefix should hit",
     ),
     ServingMetricDef(
+        "server_stall_fraction",
+        "fraction",
+        False,
+        "time the server's own log shows its main loop blocking every request / the time the "
+        "run's log lines span (llama.cpp: copies into and evictions from its host prompt "
+        "cache, --cache-ram); servers the plugin started only",
+    ),
+    ServingMetricDef(
         "server_prefill_tok_s",
         "tok/s",
         True,

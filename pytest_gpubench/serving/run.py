@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pytest_gpubench.engines.stalls import StallReport
 from pytest_gpubench.serving.client import RequestResult, RequestSpec, StreamingClient
 from pytest_gpubench.serving.metrics import batch_means_ci
 from pytest_gpubench.serving.requests import ConversationSpec
@@ -40,6 +41,7 @@ class RunResult:
     ci_blocks: int = 0
     server: dict[str, float] = field(default_factory=dict)
     turns_not_sent: int = 0  # multi-turn: turns left unsent after an earlier turn failed
+    stalls: StallReport | None = None  # the server's own stalls meanwhile (serving/stalls.py)
 
     @property
     def duration(self) -> float:

@@ -183,3 +183,53 @@ def test_rounds(serve_bench):
     assert len(rows) == 9 and all(r["cached_prompt_tokens"] is not None for r in rows)
     # vLLM caches whole blocks of 16 tokens: a new 200-token prompt shares none
     assert extra["metrics"]["cached_prompt_fraction"]["value"] < 0.1
+
+
+def test_live_llamacpp_stalls_are_read_from_its_log_and_gone_with_the_cache_off(
+    pytester: pytest.Pytester, tiny_model, llama_server_bin
+) -> None:
+    """llama-server started by ``llm_server`` in an inner run, with its default host prompt
+    cache and with ``cache_ram=0``: the first run's log has the cache's copy lines (the
+    format the H200's stalls were read from, in this build), the second has none. On this
+    CPU the tiny model's copies take microseconds, so no warning: the H200 excerpt in
+    tests/engines/recorded tests the seconds, tests/serving/test_stall_metric.py the warning.
+    A sweep records the fraction per point (its points run through the steady path)."""
+    gguf, exe = str(tiny_model.gguf_path), str(llama_server_bin)
+    pytester.makepyfile(
+        f"""
+import pytest
+
+def start(llm_server, **extra):
+    return llm_server(engine="llamacpp", model={gguf!r}, served_name="tiny-stalls",
+                      executable={exe!r},
+                      options={{"context": 2048, "parallel": 4, "threads": 1,
+                                "no_webui": True, **extra}})
+
+W = dict(input_len=120, output_len=6, range_ratio=0.2)
+
+def test_default_cache(llm_server, serve_bench):
+    serve_bench(start(llm_server), num_prompts=8, concurrency=2, **W)
+
+def test_cache_off(llm_server, serve_bench):
+    serve_bench(start(llm_server, cache_ram=0), num_prompts=8, concurrency=2, **W)
+
+def test_sweep(llm_server, serve_bench):
+    serve_bench.sweep(start(llm_server), concurrency=[1, 2], prompts_per_user=2,
+                      stop_at_saturation=False, **W)
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--benchmark-json=out.json", "--device=cpu", "-W", "error::UserWarning"
+    )
+    result.assert_outcomes(passed=3)
+    data = json.loads((pytester.path / "out.json").read_text())
+    by_name = {b["name"]: b["extra_info"] for b in data["benchmarks"]}
+    on = by_name["test_default_cache"]["metrics"]["server_stall_fraction"]
+    assert on["spread"]["steps"] >= 1, on
+    assert 0.0 <= on["value"] < 0.05 and on["spread"]["span_s"] > 0
+    off = by_name["test_cache_off"]["metrics"]["server_stall_fraction"]
+    assert off["value"] == 0.0 and off["spread"]["steps"] == 0, off
+    points = by_name["test_sweep"]["sweep"]["points"]
+    assert [p["label"] for p in points] == ["c1", "c2"]
+    for p in points:
+        assert p["metrics"]["server_stall_fraction"]["spread"]["span_s"] > 0, p["label"]
