@@ -26,7 +26,7 @@ from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.serving.metrics import metric
 
 #: a stall that takes 5% of the server's time costs ~5% of throughput, more than a timing's
-#: noise on a quiet GPU box; the H200's default llama-server stalled 7% of the time at one
+#: noise on a quiet GPU box; the H200's default llama-server stalled 6% of the time at one
 #: user (a ~120 ms copy per ~1.7 s request) and 59% of a capacity test
 STALL_WARN_FRACTION = STALL_SHARE
 

@@ -8,6 +8,8 @@
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh build  # alone, all 16 cores
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh f  # Q4_K_M sweep + capacity
 #   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh g  # Q8_0 sweep
+#   . scripts/gpu/setup_device.sh && bash scripts/gpu/h200_run.sh k  # capacity, cache off
+#   (h: build Q4_K_M + the sweep with the cache off, in one call; CALL_END=epoch end)
 #   (e: the Q4_K_M sweep alone and the concurrency-10 entry, as first run)
 # Benchmarks run on cores 0-7; the llama.cpp build in the background on cores 8-15.
 set -o pipefail
@@ -53,11 +55,12 @@ case "$part" in
   e)  # issue 17 part 7: the Q4_K_M sweep and the concurrency-10 entry again (its first run,
     # in part c, recorded no placement: fixed since)
     for _ in $(seq 100); do [ -e /tmp/llama/DONE ] && break; sleep 5; done
-    run e scripts/gpu/test_llamacpp_cuda.py -k "sweep and q4_k_m or concurrency_10"
+    run e scripts/gpu/test_llamacpp_cuda.py -k "concurrency_sweep and q4_k_m or concurrency_10"
     ;;
   f)  # issue 17 part 7: the Q4_K_M sweep, then the capacity search from it (one test, both
     # time-budgeted: within one call)
-    run f --gpubench-log-dir="$OUT/logs" scripts/gpu/test_llamacpp_cuda.py -k capacity
+    run f --gpubench-log-dir="$OUT/logs" scripts/gpu/test_llamacpp_cuda.py \
+      -k "test_llama8b_capacity and not without"
     ;;
   g)  # the Q8_0 sweep: a second frontier on the same GPU
     run g --gpubench-log-dir="$OUT/logs" scripts/gpu/test_llamacpp_cuda.py -k "sweep and q8_0"
@@ -72,6 +75,10 @@ case "$part" in
     budget=$(( ${CALL_END:-$(( $(date +%s) + 460 ))} - $(date +%s) - 40 ))
     [ "$budget" -ge 30 ] || { echo "no time left for the sweep ($budget s)"; exit 1; }
     GPUBENCH_SWEEP_BUDGET_S=$budget run h --gpubench-log-dir="$OUT/logs" \
-      scripts/gpu/test_llamacpp_cuda.py -k "without_host_prompt_cache"
+      scripts/gpu/test_llamacpp_cuda.py -k "sweep_without_host_prompt_cache"
+    ;;
+  k)  # after build: the Q4_K_M sweep + capacity search with the host prompt cache off
+    run k --gpubench-log-dir="$OUT/logs" scripts/gpu/test_llamacpp_cuda.py \
+      -k "capacity_without_host_prompt_cache"
     ;;
 esac

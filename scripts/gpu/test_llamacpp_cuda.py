@@ -204,12 +204,17 @@ def test_llama8b_capacity(llm_server, serve_bench, quant):
     The earlier version started from the sweep stored in baselines/h200.json; those sweeps
     re-sent earlier points' prompts (served from llama-server's prompt cache) and were taken
     out of the baseline, so the sweep is measured again here."""
-    server = sweep_server(llm_server, QUANTS[quant])
+    assert _capacity(llm_server, serve_bench, quant).max_concurrency >= 1
+
+
+def _capacity(llm_server, serve_bench, quant: str, **server_options):
+    """The sweep, then the capacity search from its verdicts, on one server."""
+    server = sweep_server(llm_server, QUANTS[quant], **server_options)
     shape = dict(input_len=1000, output_len=300, range_ratio=0.3)
     sweep = serve_bench.sweep(
         server, concurrency=[1, 2, 4, 8, 16, 32, 64], time_budget_s=180, **shape
     )
-    r = serve_bench.capacity(
+    return serve_bench.capacity(
         server,
         slo={"ttft_ms": 2000, "tpot_ms": 50},
         known=sweep,
@@ -219,7 +224,16 @@ def test_llama8b_capacity(llm_server, serve_bench, quant):
         time_budget_s=290,
         **shape,
     )
-    assert r.max_concurrency >= 1
+
+
+@pytest.mark.llm_inference
+@pytest.mark.parametrize("quant", [quant_case("q4_k_m")])
+def test_llama8b_capacity_without_host_prompt_cache(llm_server, serve_bench, quant):
+    """The capacity test on the server configured for the workload (``--cache-ram 0``): with
+    the default cache the H200 served 4 users, bound by the cache's stalls (59% of the run);
+    the sweep without it met the SLO at 8 users (p90 TPOT 24 ms) and stopped there as
+    saturated, so the limit lies higher. Not run yet (the lease that found this was spent)."""
+    assert _capacity(llm_server, serve_bench, quant, cache_ram=0).max_concurrency >= 1
 
 
 @pytest.mark.llm_inference
