@@ -20,7 +20,9 @@ Formats, and where they were read:
   N, total state size = X MiB`` before it happens, an eviction as ``alloc:  - making room for
   prompt cache entry, removing oldest entry``; the next line (``update:  - cache state: ...``)
   comes once it is done (or ``alloc:  - prompt is already in the cache, skipping``, at once).
-  The stall is the time from each of those lines to the next line.
+  The stall is the time from each of those lines to the next line. These lines, like the
+  per-request ``init sampler`` line, are printed only from ``--log-verbosity 4`` (which the
+  engine passes unless the user sets a verbosity): a slice with neither claims nothing.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ BLOCKING_S = 0.001
 _LLAMACPP_STAMP = re.compile(r"^(\d+)\.(\d{2})\.(\d{3})\.(\d{3}) ", re.MULTILINE)
 _LLAMACPP_SAVE = re.compile(r"prompt_save:\s+- saving prompt with length")
 _LLAMACPP_EVICT = re.compile(r"making room for prompt cache entry")
+#: printed for every request from --log-verbosity 4 only, as the cache's lines are: a slice
+#: without it cannot show a stall, so it claims none (not 0%)
+_LLAMACPP_TASK_DETAIL = "init sampler"
 LLAMACPP_HOST_CACHE = "llama-server's host prompt cache"
 LLAMACPP_HOST_CACHE_ADVICE = (
     "llama-server copies idle slots' KV state into its host prompt cache (--cache-ram, "
@@ -81,7 +86,9 @@ def _llamacpp_seconds(stamp: re.Match[str]) -> float:
 
 def from_llamacpp_log(text: str) -> StallReport | None:
     """The host-prompt-cache copies and evictions in ``text`` (a slice of llama-server's log);
-    None when no line carries llama-server's timestamp."""
+    None when no line carries llama-server's timestamp, or when the slice has neither those
+    lines nor the per-request detail of ``--log-verbosity 4`` (a user's lower verbosity:
+    llama-server logs no cache lines there, so their absence says nothing)."""
     stamps = list(_LLAMACPP_STAMP.finditer(text))
     if not stamps:
         return None
@@ -94,6 +101,8 @@ def from_llamacpp_log(text: str) -> StallReport | None:
             steps += 1
             slow += took >= BLOCKING_S
             seconds += took
+    if not steps and _LLAMACPP_TASK_DETAIL not in text:
+        return None
     span = _llamacpp_seconds(stamps[-1]) - _llamacpp_seconds(stamps[0])
     stalls = (
         (Stall(LLAMACPP_HOST_CACHE, seconds, steps, slow, LLAMACPP_HOST_CACHE_ADVICE),)

