@@ -4,8 +4,9 @@ A throughput or TTFT figure can be bound by neither the GPU nor the harness but 
 the server does between steps. On the H200 (2026-12-01, docs/h200.md) llama-server's host
 prompt cache did that: on every new request its main loop copied idle slots' KV state to host
 memory (~120 ms for a 1,000-token prompt of the 8B) and, once the 8 GiB cache was full,
-evicted an entry per copy (~127 ms each). Its log showed 203 s of such stalls in a 350 s run;
-output fell from 301 tok/s at 4 users to 158 at 8, and to 372 with the cache off.
+evicted entries to make room (~127 ms each). Its log showed 205.7 s of such stalls in a
+350.2 s run; output fell from 301 tok/s at 4 users to 158 at 8, where the same server with the
+cache off made 372.
 
 Each parser is pure (the log text written during one run in, a ``StallReport`` or None out)
 and tolerant: no timestamped lines, nothing claimed. The engines call them from
