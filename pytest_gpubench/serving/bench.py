@@ -20,7 +20,6 @@ import contextlib
 import inspect
 import math
 import time
-import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import pytest
 from pytest_gpubench import progress
 from pytest_gpubench.bench.gpubench import GpuBench
 from pytest_gpubench.engines import Engine, find_engine
+from pytest_gpubench.engines.stalls import StallReport
 from pytest_gpubench.errors import GpubenchError, usage_errors_fail
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import mean_ci
@@ -72,6 +72,7 @@ from pytest_gpubench.serving.stalls import (
     stall_metric,
 )
 from pytest_gpubench.serving.tokens import LocalTokenizer, ServerTokenizer, Tokenizer
+from pytest_gpubench.warn import warn_at_caller
 
 HEADLINE = ("output_tok_s", "ttft_ms", "tpot_ms")
 
@@ -230,6 +231,9 @@ class ServeBench:
         self._test_key = zlib.crc32(str(getattr(node, "nodeid", "")).encode())
         self._draws = 0  # sets of requests built by this test so far
         self._dataset_taken = 0  # dataset rows those took (the next set starts after them)
+        # every sweep and capacity point's stall reports so far in this test (one entry:
+        # a capacity search after a sweep pools both into server_stall_fraction)
+        self._point_stalls: list[StallReport | None] = []
 
     def _next_draw(self) -> tuple[int, int]:
         """The next set of requests of this test: every point, re-measurement and round
@@ -647,7 +651,7 @@ class ServeBench:
         result = ServeResult(metrics, runs, info)
         late = late_trace_message(result.results, plan.load.concurrency)
         if late:
-            warnings.warn(ServingWarning(late), stacklevel=3)
+            warn_at_caller(ServingWarning(late))
         if recorded:  # not under --benchmark-disable
             self._record(metrics)
             extra = self.gpubench.benchmark.extra_info
@@ -756,36 +760,38 @@ class ServeBench:
                 out[name] = m
         return out
 
-    def _check(self, result: ServeResult, max_error_rate: float, ignore_eos: bool) -> None:
+    def _check(
+        self, result: ServeResult, max_error_rate: float, ignore_eos: bool, stalls: bool = True
+    ) -> None:
+        """The run's warnings and its error-rate failure; a sweep point leaves its stalls to
+        the sweep's one warning (``stalls=False``)."""
         m = result.metrics
         short = result.short_outputs
         if short and ignore_eos:
             asked = int(m["short_outputs"].spread["asked_tokens"])
             got = int(m["short_outputs"].spread["got_tokens"])
-            warnings.warn(
+            warn_at_caller(
                 ServingWarning(
                     f"{short} of {result.completed} requests produced fewer output tokens than "
                     f"asked ({got} of {asked} tokens in all): the server ignored ignore_eos/"
                     "max_tokens, so throughput is not for the requested workload"
                 ),
-                stacklevel=3,
             )
         mismatched = int(m["token_count_mismatches"].value) if "token_count_mismatches" in m else 0
         if mismatched:
-            warnings.warn(
+            warn_at_caller(
                 ServingWarning(
                     f"{mismatched} of {result.completed} requests had no usage from the server or "
                     "reported fewer tokens than the text chunks received; their output counts "
                     "are the client's chunk count"
                 ),
-                stacklevel=3,
             )
         cached = repeated_prompts_message(m.get("cached_prompt_fraction"), result.workload)
         if cached:
-            warnings.warn(ServingWarning(cached), stacklevel=3)
-        stalled = stall_message(m.get(STALL_METRIC), [run.stalls for run in result.runs])
+            warn_at_caller(ServingWarning(cached))
+        stalled = stalls and stall_message(m.get(STALL_METRIC), [run.stalls for run in result.runs])
         if stalled:
-            warnings.warn(ServingWarning(stalled), stacklevel=3)
+            warn_at_caller(ServingWarning(stalled))
         if result.error_rate > max_error_rate:
             pytest.fail(
                 f"serve_bench: {result.failed} of {len(result.results)} requests failed "
@@ -917,8 +923,33 @@ class ServeBench:
                     "were not measured",
                 )
         for point in points:
-            self._check(point.result, first.max_error_rate, first.ignore_eos)
+            self._check(point.result, first.max_error_rate, first.ignore_eos, stalls=False)
+        self._note_stalls("sweep", points, recorded=bool(times))
         return result
+
+    def _note_stalls(self, kind: str, points: Sequence[Any], recorded: bool) -> None:
+        """The server's stalls over this test's sweep and capacity points: one pooled
+        ``server_stall_fraction`` for the entry (not per point: it is a condition, and a
+        suffixed name would be gated), and one warning for these points, each point's share
+        named."""
+        own = [run.stalls for p in points for run in p.result.runs]
+        self._point_stalls += own
+        pooled = stall_metric(self._point_stalls)
+        if pooled is None:
+            return
+        if recorded:
+            self.gpubench.metric(
+                pooled.name, pooled.value, pooled.unit, False, spread=pooled.spread,
+                description=pooled.description,
+            )  # fmt: skip
+        shares = []
+        for p in points:
+            m = stall_metric([run.stalls for run in p.result.runs])
+            if m is not None:
+                shares.append((p.label, m.value))
+        message = stall_message(stall_metric(own), own, per_point=shares)
+        if message:
+            warn_at_caller(ServingWarning(f"{kind}: {message}"))
 
     @usage_errors_fail("serve_bench.stored_points")
     def stored_points(self, path: Any, key: str) -> Any:
@@ -1103,8 +1134,9 @@ class ServeBench:
                     f"{budget_s:g} after {len(points)} point{'s' if len(points) != 1 else ''}: "
                     f"{users} users is what passed so far, a lower bound ({upper})",
                 )
+        self._note_stalls("capacity search", points, recorded=bool(times))
         if users == 0 and points and points[0].result.error_rate > first.max_error_rate:
-            self._check(points[0].result, first.max_error_rate, first.ignore_eos)
+            self._check(points[0].result, first.max_error_rate, first.ignore_eos, stalls=False)
         return result
 
     def _record_points(self, points: Sequence[Any], headline: bool = False) -> None:

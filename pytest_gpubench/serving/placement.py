@@ -19,7 +19,6 @@ gpu_memory_utilization as much as the model. An offloaded run gets a note in the
 from __future__ import annotations
 
 import contextlib
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import pytest
 
 from pytest_gpubench.engines.placement import Placement
 from pytest_gpubench.results.record import record_note
+from pytest_gpubench.warn import warn_at_caller
 
 GIB = 2**30
 PLACEMENT_KEY = "placement"
@@ -158,4 +158,4 @@ def record_placement(
         name = getattr(engine, "name", "server")
         message = offload_message(placement, str(getattr(server, "model", "")), name)
         record_note(request, message)
-        warnings.warn(message, PlacementWarning, stacklevel=3)
+        warn_at_caller(PlacementWarning(message))

@@ -86,9 +86,14 @@ def stall_metric(reports: Sequence[StallReport | None]) -> Metric | None:
     )
 
 
-def stall_message(stalled: Metric | None, reports: Sequence[StallReport | None]) -> str | None:
-    """One warning when the server stalled at least ``STALL_WARN_FRACTION`` of the run: how
-    long, of what, and the setting that turns it off."""
+def stall_message(
+    stalled: Metric | None,
+    reports: Sequence[StallReport | None],
+    per_point: Sequence[tuple[str, float]] = (),
+) -> str | None:
+    """One warning when the server stalled at least ``STALL_WARN_FRACTION`` of the run (or of
+    a sweep's points, each point's share in ``per_point``): how long, of what, and the setting
+    that turns it off."""
     if stalled is None or stalled.value < STALL_WARN_FRACTION:
         return None
     causes: dict[str, list[Stall]] = {}
@@ -102,8 +107,13 @@ def stall_message(stalled: Metric | None, reports: Sequence[StallReport | None])
         steps = f"{seconds:.1f} s, {slow} copies and evictions of 1 ms or more"
         parts.append(f"{cause}: {steps}; {stalls[0].advice}")
     spread = stalled.spread
+    points = (
+        " (per point: " + ", ".join(f"{label} {share:.0%}" for label, share in per_point) + ")"
+        if per_point
+        else ""
+    )
     return (
         f"the server stalled {stalled.value:.0%} of the run ({spread['stalled_s']:.1f} of "
-        f"{spread['span_s']:.1f} s in its own log), every request waiting, so these numbers "
-        f"measure that stall, not the GPU: {'; '.join(parts)}"
+        f"{spread['span_s']:.1f} s in its own log){points}, every request waiting, so these "
+        f"numbers measure that stall, not the hardware: {'; '.join(parts)}"
     )

@@ -6,7 +6,10 @@ stalls, short outputs, missing usage) are what real engines do occasionally and 
 made to do on demand; its pacing (``--ttft-ms``, ``--tokens-per-s``, per stream) is a fixed
 schedule, and ``--max-streams K`` serves at most K streams at once and queues the rest (an
 engine with K decode slots: throughput rises to K streams' worth, then TTFT grows),
-which is what tests whose numbers must not depend on the machine's load run against; and its
+which is what tests whose numbers must not depend on the machine's load run against;
+``--cache-save-ms`` blocks the whole server before each request and logs it like llama-server's
+host prompt cache (``--llamacpp-log``: the stall the H200 showed, which no CPU here can
+produce); and its
 speed ceiling (it can stream
 tokens faster than any client absorbs them) is what measures the client's own limit.
 
@@ -99,6 +102,11 @@ class Behaviour:
     # > 0: each request's prefill takes this long, one request at a time (an engine computes
     # the prompts that arrive together one after another: the last of a burst waits longest)
     prefill_ms: float = 0.0
+    # > 0: before each request, block the whole server this long, as llama-server's main
+    # loop does while it copies a slot into its host prompt cache (every stream waits), and
+    # log it to ``llamacpp_log`` in llama-server's --log-verbosity 4 format
+    cache_save_ms: float = 0.0
+    llamacpp_log: str = ""
 
 
 class StubServer:
@@ -110,6 +118,29 @@ class StubServer:
         # (asyncio's semaphore wakes its waiters first in, first out)
         self.slots = asyncio.Semaphore(behaviour.max_streams) if behaviour.max_streams else None
         self.prefill = asyncio.Lock()  # first in, first out, like the slots
+        self.born = time.perf_counter()
+        self.log = open(behaviour.llamacpp_log, "a") if behaviour.llamacpp_log else None  # noqa: SIM115
+
+    def log_line(self, text: str) -> None:
+        """One line as llama-server writes it: minutes.seconds.ms.us since start."""
+        if self.log is None:
+            return
+        us = int((time.perf_counter() - self.born) * 1e6)
+        stamp = f"{us // 60_000_000}.{us // 1_000_000 % 60:02d}.{us // 1000 % 1000:03d}"
+        self.log.write(f"{stamp}.{us % 1000:03d} I {text}\n")
+        self.log.flush()
+
+    def save_to_cache(self, n_req: int, prompt_tokens: int) -> None:
+        """llama-server's host prompt cache copy: a blocking stall of the whole loop."""
+        self.log_line(f"slot init_sampler: id  0 | task {n_req} | init sampler, took 0.01 ms")
+        if not self.b.cache_save_ms:
+            return
+        self.log_line(
+            f"srv   prompt_save:  - saving prompt with length {prompt_tokens}, total state "
+            "size = 1.000 MiB (draft: 0.000 MiB)"
+        )
+        time.sleep(self.b.cache_save_ms / 1000)  # blocks every stream, on purpose
+        self.log_line("srv        update:  - cache state: 1 prompts, 1.000 MiB")
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -200,6 +231,7 @@ class StubServer:
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
+        self.save_to_cache(n_req, prompt_tokens)
         started = time.perf_counter()
         if b.prefill_ms:
             async with self.prefill:
@@ -346,6 +378,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--prefill-ms", type=float, default=0.0, help="per-request prefill, one at a time"
     )
+    p.add_argument(
+        "--cache-save-ms", type=float, default=0.0,
+        help="block the whole server this long per request (llama.cpp's host prompt cache)",
+    )  # fmt: skip
+    p.add_argument("--llamacpp-log", default="", help="write llama-server-style log lines here")
     a = p.parse_args(argv)
     behaviour = Behaviour(
         a.tokens_per_s,
@@ -363,6 +400,8 @@ def main(argv: list[str] | None = None) -> None:
         burst=a.burst,
         max_streams=a.max_streams,
         prefill_ms=a.prefill_ms,
+        cache_save_ms=a.cache_save_ms,
+        llamacpp_log=a.llamacpp_log,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(a.port, behaviour, a.host))

@@ -1,0 +1,106 @@
+"""Server stalls over a sweep and a capacity search: one pooled ``server_stall_fraction`` on
+the entry, one warning per call naming each point's share, none per point.
+
+The stub stands in for llama-server on a GPU (``--cache-save-ms``): before each request it
+blocks its whole event loop, every stream waiting, and logs the copy in llama-server's format,
+as the H200's host prompt cache did; no CPU here makes a real llama-server stall measurably
+(the tiny model's KV copies take microseconds). The parsing of the real format is tested on
+the H200's own lines (tests/engines/test_stalls.py) and on a live llama-server
+(tests/integration/test_serve_llamacpp.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_gpubench.testing.servers import SERVER_CLASSES
+
+SAVE_MS = 50.0
+
+
+def logged_server(log) -> str:
+    """The inner files' server: the suite's stand-in (a llama.cpp engine) with a log file."""
+    return (
+        SERVER_CLASSES
+        + f"""
+from pathlib import Path
+
+@dataclass
+class LoggedServer(Server):
+    log_path: Path = Path({str(log)!r})
+"""
+    )
+
+
+def line_of(source: str, text: str) -> int:
+    """The 1-based line of ``source`` (as pytester writes it: dedented, stripped) with ``text``."""
+    import textwrap
+
+    lines = textwrap.dedent(source).strip().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def test_sweep_and_capacity_pool_their_stalls_and_warn_once_each(
+    pytester: pytest.Pytester, start_stub, tmp_path
+) -> None:
+    log = tmp_path / "llama-server.log"
+    stub = start_stub(
+        "--tokens-per-s", "100", "--cache-save-ms", str(SAVE_MS), "--llamacpp-log", str(log)
+    )
+    source = (
+        logged_server(log)
+        + f"""
+W = dict(input_len=20, output_len=10, min_prompts=2, prompts_per_user=3)
+
+def test_sweep_then_capacity(serve_bench):
+    server = LoggedServer({stub.base_url!r})
+    sweep = serve_bench.sweep(server, concurrency=[1, 2], stop_at_saturation=False, **W)
+    serve_bench.capacity(server, slo={{"ttft_ms": 1e6}}, known=sweep, max_concurrency=2,
+                         remeasure=1, **W)
+"""
+    )
+    pytester.makepyfile(source)
+    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    entry = json.loads((pytester.path / "out.json").read_text())["benchmarks"][0]["extra_info"]
+    points = entry["sweep"]["points"] + entry["capacity"]["points"]
+    # c1: 3 requests + 1 warm-up; c2: 6 + 2; the search re-measures c2 once: 6 + 2
+    requests = sum(p["num_prompts"] + p["warmups"] for p in points)
+    assert [p["label"] for p in points] == ["c1", "c2", "c2"] and requests == 20
+    pooled = entry["metrics"]["server_stall_fraction"]
+    assert pooled["spread"]["steps"] == requests and pooled["spread"]["slow_steps"] == requests
+    # each copy slept SAVE_MS (time.sleep overshoots by well under 10 ms)
+    assert pooled["spread"]["stalled_s"] == pytest.approx(requests * SAVE_MS / 1000, rel=0.2)
+    assert 0.1 < pooled["value"] < 0.9
+    assert not any(k.startswith("server_stall_fraction.") for k in entry["metrics"])
+    assert out.count("sweep: the server stalled") == 1, out
+    assert out.count("capacity search: the server stalled") == 1, out
+    assert "(per point: c1 " in out and "cache_ram" in out
+    assert out.count("the server stalled") == 2, out  # no point warned on its own
+    # both at the user's calls, not in the plugin's frames
+    name = "test_sweep_and_capacity_pool_their_stalls_and_warn_once_each.py"
+    for call in ("serve_bench.sweep(", "serve_bench.capacity("):
+        line = line_of(source, call)
+        assert out.count(f"{name}:{line}: ServingWarning:") == 1, (call, line, out)
+
+
+def test_a_plain_run_warns_at_the_users_call(pytester: pytest.Pytester, start_stub, tmp_path):
+    log = tmp_path / "llama-server.log"
+    stub = start_stub("--cache-save-ms", str(SAVE_MS), "--llamacpp-log", str(log))
+    source = (
+        logged_server(log)
+        + f"""
+def test_plain(serve_bench):
+    serve_bench(LoggedServer({stub.base_url!r}), input_len=20, output_len=4, num_prompts=4,
+                concurrency=2)
+"""
+    )
+    pytester.makepyfile(source)
+    result = pytester.runpytest("--device=cpu")
+    result.assert_outcomes(passed=1)
+    line = line_of(source, "serve_bench(LoggedServer")
+    name = "test_a_plain_run_warns_at_the_users_call.py"
+    result.stdout.fnmatch_lines([f"*{name}:{line}: ServingWarning: the server stalled *"])
+    assert "pytest_gpubench" not in result.stdout.str().split("warnings summary")[1]
