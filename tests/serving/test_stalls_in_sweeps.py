@@ -104,3 +104,32 @@ def test_plain(serve_bench):
     name = "test_a_plain_run_warns_at_the_users_call.py"
     result.stdout.fnmatch_lines([f"*{name}:{line}: ServingWarning: the server stalled *"])
     assert "pytest_gpubench" not in result.stdout.str().split("warnings summary")[1]
+
+
+def test_a_stalled_sweep_on_an_idle_gpu_is_host_bound_by_the_stall(
+    pytester: pytest.Pytester, start_stub, fake_nvml, monkeypatch, tmp_path
+) -> None:
+    """The H200 case end to end: the GPU (a stand-in NVML: no GPU here) reads 40% busy and
+    the server's log shows it stalled; the verdict names the stall from the entry's pooled
+    metric, not the generic host side."""
+    fake_nvml("NVIDIA H200|143771|9.0")
+    monkeypatch.setenv("FAKE_NVML_UTIL", "40")
+    log = tmp_path / "llama-server.log"
+    stub = start_stub(
+        "--tokens-per-s", "100", "--cache-save-ms", str(SAVE_MS), "--llamacpp-log", str(log)
+    )
+    pytester.makepyfile(
+        logged_server(log)
+        + f"""
+def test_sweep(serve_bench):
+    serve_bench.sweep(LoggedServer({stub.base_url!r}), concurrency=[1, 2], input_len=20,
+                      output_len=10, min_prompts=2, prompts_per_user=3,
+                      stop_at_saturation=False)
+"""
+    )
+    result = pytester.runpytest_subprocess("--benchmark-json=out.json")
+    result.assert_outcomes(passed=1)
+    extra = json.loads((pytester.path / "out.json").read_text())["benchmarks"][0]["extra_info"]
+    share = extra["metrics"]["server_stall_fraction"]["value"]
+    assert extra["bound"]["bound"] == "host", extra["bound"]
+    assert f"stalled {share:.0%} of the time" in extra["bound"]["reason"], extra["bound"]
