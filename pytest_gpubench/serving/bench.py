@@ -789,7 +789,8 @@ class ServeBench:
         cached = repeated_prompts_message(m.get("cached_prompt_fraction"), result.workload)
         if cached:
             warn_at_caller(ServingWarning(cached))
-        stalled = stalls and stall_message(m.get(STALL_METRIC), [run.stalls for run in result.runs])
+        reports = [run.stalls for run in result.runs] if stalls else []
+        stalled = stall_message(m.get(STALL_METRIC), reports) if stalls else None
         if stalled:
             warn_at_caller(ServingWarning(stalled))
         if result.error_rate > max_error_rate:
@@ -932,7 +933,7 @@ class ServeBench:
         ``server_stall_fraction`` for the entry (not per point: it is a condition, and a
         suffixed name would be gated), and one warning for these points, each point's share
         named."""
-        own = [run.stalls for p in points for run in p.result.runs]
+        own = [run.stalls for p in points for run in _runs_of(p)]
         self._point_stalls += own
         pooled = stall_metric(self._point_stalls)
         if pooled is None:
@@ -944,7 +945,7 @@ class ServeBench:
             )  # fmt: skip
         shares = []
         for p in points:
-            m = stall_metric([run.stalls for run in p.result.runs])
+            m = stall_metric([run.stalls for run in _runs_of(p)])
             if m is not None:
                 shares.append((p.label, m.value))
         message = stall_message(stall_metric(own), own, per_point=shares)
@@ -1266,6 +1267,11 @@ class ServeBench:
                 pytrace=False,
             )
         return out
+
+
+def _runs_of(point: Any) -> Sequence[RunResult]:
+    """A measured point's runs; none for a point without its result (stored, not measured)."""
+    return getattr(getattr(point, "result", None), "runs", None) or ()
 
 
 def _named(base: str, depth: int, value: float, spread: Mapping[str, float]) -> Metric:
