@@ -72,7 +72,7 @@ from pytest_gpubench.serving.stalls import (
     stall_metric,
 )
 from pytest_gpubench.serving.tokens import LocalTokenizer, ServerTokenizer, Tokenizer
-from pytest_gpubench.warn import warn_at_caller
+from pytest_gpubench.serving.warn import warn_at_caller
 
 HEADLINE = ("output_tok_s", "ttft_ms", "tpot_ms")
 

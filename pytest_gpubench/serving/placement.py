@@ -26,7 +26,7 @@ import pytest
 
 from pytest_gpubench.engines.placement import Placement
 from pytest_gpubench.results.record import record_note
-from pytest_gpubench.warn import warn_at_caller
+from pytest_gpubench.serving.warn import warn_at_caller
 
 GIB = 2**30
 PLACEMENT_KEY = "placement"

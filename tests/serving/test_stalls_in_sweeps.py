@@ -71,10 +71,13 @@ def test_sweep_then_capacity(serve_bench):
     assert [p["label"] for p in points] == ["c1", "c2", "c2"] and requests == 20
     pooled = entry["metrics"]["server_stall_fraction"]
     assert pooled["spread"]["steps"] == requests and pooled["spread"]["slow_steps"] == requests
-    # each copy slept SAVE_MS (time.sleep overshoots by well under 10 ms)
-    assert pooled["spread"]["stalled_s"] == pytest.approx(requests * SAVE_MS / 1000, rel=0.2)
+    # each copy slept SAVE_MS: never less; more only by the busy machine's scheduling
+    slept = requests * SAVE_MS / 1000
+    assert 0.95 * slept <= pooled["spread"]["stalled_s"] <= 2 * slept
     assert 0.1 < pooled["value"] < 0.9
     assert not any(k.startswith("server_stall_fraction.") for k in entry["metrics"])
+    for p in points:  # sweep and capacity points alike keep their own share
+        assert p["metrics"]["server_stall_fraction"]["spread"]["steps"] > 0, p["label"]
     assert out.count("sweep: the server stalled") == 1, out
     assert out.count("capacity search: the server stalled") == 1, out
     assert "(per point: c1 " in out and "cache_ram" in out

@@ -10,11 +10,12 @@ counted: the first frame outside this package is the caller's.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
 
-_PACKAGE = str(Path(__file__).resolve().parent)
+_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep  # .../pytest_gpubench/
 
 
 def warn_at_caller(warning: Warning) -> None:
