@@ -348,6 +348,7 @@ class GpuBench:
         thread = self.thread_s / wall if wall else None
         data = self.data_wait_s / wall if wall and self.data_wait_s is not None else None
         busy = self.metrics.get("host_busy_cores")
+        stall = self.metrics.get(bound.STALL_METRIC) if self.in_server else None
         verdict = bound.judge(
             bound.Facts(
                 gpu_util_pct=self.telemetry.get("gpu_util_pct") if self.telemetry else None,
@@ -357,7 +358,7 @@ class GpuBench:
                 offload=offload,
                 server=self.in_server,
                 host_busy_cores=busy.value if busy else None,
-                server_stall=bound.stall_share(self.metrics) if self.in_server else None,
+                server_stall=stall.value if stall else None,
             )
         )
         if verdict is None:

@@ -48,7 +48,7 @@ class Stall:
 @dataclass(frozen=True)
 class StallReport:
     """The stalls in the log lines one run wrote, and the time those lines span (the same
-    clock, so ``fraction`` needs no alignment with the client's)."""
+    clock, so their ratio needs no alignment with the client's)."""
 
     span_s: float
     stalls: tuple[Stall, ...]
@@ -56,10 +56,6 @@ class StallReport:
     @property
     def seconds(self) -> float:
         return sum(s.seconds for s in self.stalls)
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.seconds / self.span_s) if self.span_s > 0 else 0.0
 
 
 #: a step counted in ``Stall.slow``: most "saving prompt" lines find the prompt cached

@@ -30,7 +30,6 @@ on the H200 while its matmuls ran at 659 TFLOP/s).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,29 +43,12 @@ THREAD_SATURATED = 0.9
 DATA_SHARE = 0.25
 
 VERDICTS = ("gpu", "offload", "data", "launch", "host", "unknown")
-#: the metric serve_bench records from the server's log (serving/stalls.py), per sweep point
-#: as ``server_stall_fraction.c8``
+#: the metric serve_bench records from the server's log (serving/stalls.py): one per entry,
+#: pooled over a sweep's or capacity search's points
 STALL_METRIC = "server_stall_fraction"
 #: a stall share at or above which a host-bound server's verdict names it (serving/stalls.py
 #: warns from the same share)
 STALL_SHARE = 0.05
-
-
-def stall_share(metrics: Mapping[str, Any]) -> float | None:
-    """The server's stalled seconds over its logged seconds, pooled over the test's runs and
-    sweep points (each metric's spread carries both); None when none was recorded."""
-    stalled = span = 0.0
-    found = False
-    for name, m in metrics.items():
-        if name == STALL_METRIC or name.startswith(STALL_METRIC + "."):
-            spread = getattr(m, "spread", {}) or {}
-            if "span_s" in spread:
-                found = True
-                stalled += float(spread.get("stalled_s", 0.0))
-                span += float(spread["span_s"])
-    if not found:
-        return None
-    return min(1.0, stalled / span) if span > 0 else 0.0
 
 
 @dataclass(frozen=True)

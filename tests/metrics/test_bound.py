@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_gpubench.metrics.bound import BUSY_PCT, Facts, judge, stall_share
-from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.metrics.bound import BUSY_PCT, Facts, judge
 
 
 def facts(**kw) -> Facts:
@@ -100,15 +99,3 @@ def test_a_server_stall_in_its_own_log_is_named_from_five_percent() -> None:
     assert below is not None and "HTTP, scheduling" in below.reason
     busy = judge(Facts(gpu_util_pct=68.0, span_s=95.0, server=True, server_stall=0.59))
     assert busy is not None and busy.bound == "gpu"  # a busy GPU is the bound all the same
-
-
-def test_stall_share_pools_every_point_by_its_seconds() -> None:
-    def m(stalled: float, span: float) -> Metric:
-        return Metric(
-            "x", stalled / span, "fraction", False, {"stalled_s": stalled, "span_s": span}
-        )
-
-    points = {"server_stall_fraction.c1": m(1.0, 15.0), "server_stall_fraction.c8": m(44.0, 85.0)}
-    assert stall_share({**points, "ttft_ms.c1": m(9.0, 10.0)}) == pytest.approx(45.0 / 100.0)
-    assert stall_share({"server_stall_fraction": m(0.0, 30.0)}) == 0.0
-    assert stall_share({"ttft_ms": m(1.0, 2.0)}) is None
