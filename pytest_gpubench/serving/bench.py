@@ -61,7 +61,7 @@ from pytest_gpubench.serving.metrics import (
 )
 from pytest_gpubench.serving.placement import record_placement
 from pytest_gpubench.serving.requests import RequestFactory, Workload, depth_requests
-from pytest_gpubench.serving.run import Adaptive, RunResult, run_load, run_warmups
+from pytest_gpubench.serving.run import Adaptive, RunResult, close_loop, run_load, run_warmups
 from pytest_gpubench.serving.schedule import LoadSpec
 from pytest_gpubench.serving.server_side import scrape, server_deltas
 from pytest_gpubench.serving.stalls import (
@@ -546,8 +546,7 @@ class ServeBench:
                     setup=setup if plan.warm_specs else None,
                 )
         finally:
-            loop.run_until_complete(client.aclose())
-            loop.close()
+            close_loop(loop, client)
         return runs, times
 
     @staticmethod
@@ -789,7 +788,7 @@ class ServeBench:
         cached = repeated_prompts_message(m.get("cached_prompt_fraction"), result.workload)
         if cached:
             warn_at_caller(ServingWarning(cached))
-        reports = [run.stalls for run in result.runs] if stalls else []
+        reports = [run.stalls for run in result.runs]
         stalled = stall_message(m.get(STALL_METRIC), reports) if stalls else None
         if stalled:
             warn_at_caller(ServingWarning(stalled))
@@ -1229,8 +1228,7 @@ class ServeBench:
             self.gpubench.in_server = True
             _, times = self.gpubench.time(sweep, rounds=1, warmup_rounds=0)
         finally:
-            loop.run_until_complete(client.aclose())
-            loop.close()
+            close_loop(loop, client)
         out: dict[int, dict[str, Metric]] = {}
         every = [r for rs in results.values() for r in rs]
         for d, rs in results.items():

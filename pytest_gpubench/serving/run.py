@@ -216,3 +216,20 @@ async def run_load(
     run = RunResult(results, warm_results, start, end, str(state["stopped_by"]), ci, blocks)  # type: ignore[arg-type]
     run.turns_not_sent = int(state["unsent"])  # type: ignore[call-overload]
     return run
+
+
+def close_loop(loop: asyncio.AbstractEventLoop, client: StreamingClient | None) -> None:
+    """Close a load loop, interrupted or not: cancel what still runs (a Ctrl-C stops
+    ``run_until_complete`` with requests in flight, and closing the loop over them printed a
+    "Task was destroyed but it is pending!" for each), let them finish cancelling, close the
+    client's connections, then the loop."""
+    try:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        if client is not None:
+            loop.run_until_complete(client.aclose())
+    finally:
+        loop.close()

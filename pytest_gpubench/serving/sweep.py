@@ -43,6 +43,7 @@ from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import quantile_interval
 from pytest_gpubench.serving.client import RequestResult
 from pytest_gpubench.serving.metrics import metric, slo_values
+from pytest_gpubench.serving.run import close_loop
 
 #: what each point records under its own name (all its metrics are in extra_info)
 POINT_METRICS = (
@@ -808,8 +809,4 @@ class Sweeper:
 
     def __exit__(self, *exc: Any) -> None:
         assert self.loop is not None
-        try:
-            if self.client is not None:
-                self.loop.run_until_complete(self.client.aclose())
-        finally:
-            self.loop.close()
+        close_loop(self.loop, self.client)
