@@ -103,6 +103,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Progress lines through pytest's terminal reporter, on a terminal and not under -q."""
     config = session.config
     progress.install(terminal_sink(config, state(config).settings.progress))
+    locations.lock_storage_saves(config)  # pytest-benchmark's storage, built after our configure
     if workers.worker_id(config) is not None:
         workers.enable_benchmarks(config)
 
@@ -212,6 +213,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except GpubenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     run.saved_baseline = str(saved or "")
+    if run.baselines.save_error and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # asked to save, and it did not
 
 
 @pytest.hookimpl(optionalhook=True)

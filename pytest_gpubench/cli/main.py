@@ -84,7 +84,7 @@ def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pytest_gpubench.report import compare
-    from pytest_gpubench.results.atomic import write_text_atomic
+    from pytest_gpubench.results.atomic import write_or_explain
 
     frame = compare.compare_files(args.files, dict(args.matches or []), detail=True)
     if len(args.files) > 1 and not args.all:
@@ -103,10 +103,10 @@ def _compare(args: argparse.Namespace) -> int:
     for line in compare.to_text(frame):
         print(line)
     if args.markdown:
-        write_text_atomic(Path(args.markdown), compare.to_markdown(frame))
+        write_or_explain(Path(args.markdown), compare.to_markdown(frame))
         print(f"wrote {args.markdown}")
     if args.csv:
-        write_text_atomic(Path(args.csv), frame[compare.LONG_COLUMNS].to_csv(index=False))
+        write_or_explain(Path(args.csv), frame[compare.LONG_COLUMNS].to_csv(index=False))
         print(f"wrote {args.csv}")
     if args.html:
         from pytest_gpubench.report import pareto
@@ -116,7 +116,7 @@ def _compare(args: argparse.Namespace) -> int:
         except GpubenchError:
             curves = None
         page = compare.to_html(frame, base=Path(args.html).parent, pareto=curves)
-        write_text_atomic(Path(args.html), page)
+        write_or_explain(Path(args.html), page)
         print(f"wrote {args.html}")
     if args.png:
         for path in compare.to_png(frame, Path(args.png)):
@@ -131,7 +131,7 @@ def _pareto(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pytest_gpubench.report import pareto
-    from pytest_gpubench.results.atomic import write_text_atomic
+    from pytest_gpubench.results.atomic import write_or_explain
 
     curves = pareto.load_curves(args.files, args.key)
     if args.slo:
@@ -148,7 +148,7 @@ def _pareto(args: argparse.Namespace) -> int:
     if args.html:
         from pytest_gpubench.report.page import render_pareto
 
-        write_text_atomic(Path(args.html), render_pareto(curves))
+        write_or_explain(Path(args.html), render_pareto(curves))
         print(f"wrote {args.html}")
     return 0
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from pytest_gpubench.devices.profile import ProfileSet
 from pytest_gpubench.devices.select import SelectedDevice, auto_profile
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.results.atomic import exclusive_lock, write_error, write_or_explain
 from pytest_gpubench.results.baseline import Baseline, load
 from pytest_gpubench.settings import Settings
 
@@ -85,3 +87,37 @@ class PerGpuMachineId:
 
             session.get_machine_id = self._original
             self._original = None
+
+
+def lock_storage_saves(config: Any) -> None:
+    """Make pytest-benchmark's ``--benchmark-save``/``--benchmark-autosave`` safe between runs.
+
+    Its file storage numbers a new file one past the highest there (``0002_...``) and then
+    writes it: two runs finishing together pick the same number and one overwrites the other
+    (or fails an assert). Wrapped for this run, the numbering and the write happen under an
+    exclusive lock on the storage folder's lock file; the file is written atomically, and a
+    disk error is one logged line naming the file, not a traceback ending the run before its
+    summary (and not a half-written file that its ``--benchmark-compare`` would then skip).
+    """
+    session = getattr(config, "_benchmarksession", None)
+    storage = getattr(session, "storage", None)
+    save = getattr(storage, "save", None)
+    if not hasattr(storage, "_next_num") or getattr(save, "gpubench_locked", False):
+        return  # not a file storage (elasticsearch), or already wrapped
+
+    def locked_save(output_json: dict, name: str) -> None:
+        from pytest_benchmark.utils import safe_dumps
+
+        folder = storage.get("")  # the machine folder, created; files are numbered inside it
+        try:
+            with exclusive_lock(folder / "storage"):
+                target = storage.get(f"{storage._next_num}_{name}.json")
+                write_or_explain(target, safe_dumps(output_json, ensure_ascii=True, indent=4))
+        except (GpubenchError, OSError) as exc:
+            problem = exc if isinstance(exc, GpubenchError) else write_error(folder, exc)
+            session.logger.warning(f"gpubench: benchmark data not saved: {problem}")
+            return
+        session.logger.info(f"Saved benchmark data in: {target}")
+
+    locked_save.gpubench_locked = True  # type: ignore[attr-defined]
+    storage.save = locked_save
