@@ -18,6 +18,8 @@ import pytest
 
 from pytest_gpubench.testing.leftovers import inner_pytest_argv
 
+H200 = Path(__file__).resolve().parents[2] / "baselines" / "h200.json"
+
 # a benchmark that finishes only once the other run's benchmark has started too
 BARRIER_TEST = """
 import time
@@ -36,6 +38,23 @@ def test_{name}(gpubench):
 PAIRS = 4
 
 
+def a_team_baseline(path: Path, copies: int = 25) -> set[str]:
+    """A baseline of this machine holding many entries (the H200 file's, copied under other
+    names), as a shared team baseline does: loading, merging and writing it takes long enough
+    that two saves overlap whenever they are not serialised. Returns its keys."""
+    doc = json.loads(H200.read_text())
+    doc["gpubench"]["device"] = {"profile": "cpu", "gpu": "none (CPU)"}
+    benchmarks = []
+    for i in range(copies):
+        for bench in doc["benchmarks"]:
+            copy = json.loads(json.dumps(bench))
+            copy["fullname"] = copy["extra_info"]["gpubench"]["key"] = f"{bench['fullname']}#{i}"
+            benchmarks.append(copy)
+    doc["benchmarks"] = benchmarks
+    path.write_text(json.dumps(doc, indent=2))
+    return {b["fullname"] for b in benchmarks}
+
+
 def start_run(folder: Path, name: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         inner_pytest_argv("-p", "no:cacheprovider", "--device=cpu",
@@ -52,16 +71,25 @@ def test_two_runs_saving_to_one_baseline_at_once_both_land(tmp_path: Path, pair:
         (tmp_path / f"test_{name}.py").write_text(
             BARRIER_TEST.format(name=name, other=other, value=value)
         )
+    team = a_team_baseline(tmp_path / "b.json")
     runs = [start_run(tmp_path, "a"), start_run(tmp_path, "b")]
     outs = [run.communicate(timeout=300)[0] for run in runs]
     for run, out in zip(runs, outs, strict=True):
         assert run.returncode == 0, out
         assert "Traceback" not in out and "gpubench baseline saved" in out, out
     saved = json.loads((tmp_path / "b.json").read_text())
+    names = [b["fullname"] for b in saved["benchmarks"]]
+    assert len(names) == len(set(names))
     values = {
-        b["fullname"]: b["extra_info"]["metrics"]["tok_s"]["value"] for b in saved["benchmarks"]
+        b["fullname"]: b["extra_info"]["metrics"]["tok_s"]["value"]
+        for b in saved["benchmarks"]
+        if b["fullname"] not in team
     }
-    assert values == {"test_a.py::test_a": 100.0, "test_b.py::test_b": 200.0}
+    assert values == {
+        "test_a.py::test_a": 100.0,
+        "test_b.py::test_b": 200.0,
+    }
+    assert team <= set(names)
     # pytest-benchmark's own storage: two numbered files, one per run, neither overwritten
     stored = sorted((tmp_path / "pb").glob("*/*_pair.json"))
     assert [p.name for p in stored] == ["0001_pair.json", "0002_pair.json"], outs
