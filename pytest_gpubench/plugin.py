@@ -96,7 +96,10 @@ def pytest_configure(config: pytest.Config) -> None:
         locations.hardware_slug(profiles, device)
     )
     machine_id.install()
-    config.stash[STATE] = RunState(settings, profiles, device, baselines, gpu=gpu)
+    run = config.stash[STATE] = RunState(settings, profiles, device, baselines, gpu=gpu)
+    if workers.is_controller(config):  # each test's results as its worker finishes it
+        receiver = workers.Receiver(config, baselines, run.verdicts, run.merged)
+        config.pluginmanager.register(receiver, "gpubench-xdist-receiver")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -198,7 +201,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if message:
             report.outcome = "failed"
             report.longrepr = message
-    state(item.config).baselines.note(report)
+    run = state(item.config)
+    run.baselines.note(report)
+    if report.when == "teardown":  # under xdist: the test's results go with its last report
+        shipped = workers.ship_test(item, run.baselines, run.verdicts, run.gpu)
+        if shipped:
+            setattr(report, workers.REPORT_KEY, shipped)
     return report
 
 

@@ -14,7 +14,7 @@ from pytest_gpubench.selection.fit import Verdict
 
 
 def baseline_lines(run: BaselineRun, saved: str) -> list[str]:
-    lines: list[str] = []
+    lines = [f"gpubench: no result for {nodeid}: {why}" for nodeid, why in run.lost.items()]
     if run.compare is not None:
         improved = [
             (nodeid, f)

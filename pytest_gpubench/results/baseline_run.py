@@ -50,6 +50,7 @@ class BaselineRun:
     # pytest-benchmark's results as JSON, sent by the xdist workers (results/workers.py)
     shipped: list[dict] = field(default_factory=list)
     save_error: str = ""  # why the save failed (a full or read-only disk): one line
+    lost: dict[str, str] = field(default_factory=dict)  # nodeid -> why its result never came
 
     def note(self, report: pytest.TestReport) -> None:
         """Track each test's outcome from its reports: only a test whose every phase passed
@@ -78,6 +79,7 @@ class BaselineRun:
             "failed": "this run failed",
             "errored": "this run errored",
             "skipped": "this run skipped it",
+            "crashed": "its pytest-xdist worker crashed while running it",
         }.get(outcome or "", "this run did not finish it (interrupted)")
 
     compare_to: list[Baseline] = field(default_factory=list)
