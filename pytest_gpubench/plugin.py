@@ -106,7 +106,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Progress lines through pytest's terminal reporter, on a terminal and not under -q."""
     config = session.config
     progress.install(terminal_sink(config, state(config).settings.progress))
-    locations.lock_storage_saves(config)  # pytest-benchmark's storage, built after our configure
+    locations.guard_benchmark_saves(config)  # pytest-benchmark's session: built after configure
     if workers.worker_id(config) is not None:
         workers.enable_benchmarks(config)
 

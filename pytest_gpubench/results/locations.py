@@ -89,8 +89,9 @@ class PerGpuMachineId:
             self._original = None
 
 
-def lock_storage_saves(config: Any) -> None:
-    """Make pytest-benchmark's ``--benchmark-save``/``--benchmark-autosave`` safe between runs.
+def guard_benchmark_saves(config: Any) -> None:
+    """Make pytest-benchmark's ``--benchmark-save``/``--benchmark-autosave`` safe between runs,
+    and its ``--benchmark-json`` file whole or untouched (``_atomic_json``).
 
     Its file storage numbers a new file one past the highest there (``0002_...``) and then
     writes it: two runs finishing together pick the same number and one overwrites the other
@@ -100,6 +101,7 @@ def lock_storage_saves(config: Any) -> None:
     summary (and not a half-written file that its ``--benchmark-compare`` would then skip).
     """
     session = getattr(config, "_benchmarksession", None)
+    _atomic_json(session)
     storage = getattr(session, "storage", None)
     save = getattr(storage, "save", None)
     if not hasattr(storage, "_next_num") or getattr(save, "gpubench_locked", False):
@@ -121,3 +123,27 @@ def lock_storage_saves(config: Any) -> None:
 
     locked_save.gpubench_locked = True  # type: ignore[attr-defined]
     storage.save = locked_save
+
+
+def _atomic_json(session: Any) -> None:
+    """pytest-benchmark writes ``--benchmark-json`` in place: a full disk left the previous
+    file truncated and ended the run with a traceback. Written atomically instead, a disk
+    error is one logged line naming the file, and the old file stays whole."""
+    save_json = getattr(session, "save_json", None)
+    if save_json is None or getattr(save_json, "gpubench_atomic", False):
+        return
+
+    def atomic_save_json(output_json: dict) -> None:
+        from pytest_benchmark.utils import safe_dumps
+
+        try:
+            write_or_explain(
+                Path(session.json), safe_dumps(output_json, ensure_ascii=True, indent=4)
+            )
+        except GpubenchError as exc:
+            session.logger.warning(f"gpubench: benchmark JSON not written: {exc}")
+            return
+        session.logger.info(f"Wrote benchmark data in: {session.json}", purple=True)
+
+    atomic_save_json.gpubench_atomic = True  # type: ignore[attr-defined]
+    session.save_json = atomic_save_json

@@ -41,15 +41,17 @@ def test_a_full_disk_during_the_save_keeps_the_file_and_prints_the_summary(
 ) -> None:
     (tmp_path / "test_m.py").write_text(ONE_BENCHMARK)
     saves = ("--gpubench-save-baseline=b.json", "--benchmark-storage=file://pb",
-             "--benchmark-save=run")  # fmt: skip
+             "--benchmark-save=run", "--benchmark-json=run.json")  # fmt: skip
     first = run_pytest(tmp_path, *saves)
     assert first.returncode == 0, first.stdout + first.stderr
     before = (tmp_path / "b.json").read_bytes()
+    json_before = (tmp_path / "run.json").read_bytes()
     stored = sorted((tmp_path / "pb").glob("*/*.json"))
     assert [p.name for p in stored] == ["0001_run.json"]
 
-    # every file this run writes stops at half the baseline's size: both saves fail mid-write
-    full = run_pytest(tmp_path, *saves, max_file_bytes=len(before) // 2)
+    # every file this run writes stops at half the smaller file's size: each write fails
+    limit = min(len(before), len(json_before)) // 2
+    full = run_pytest(tmp_path, *saves, max_file_bytes=limit)
     out = full.stdout + full.stderr
     assert "Traceback" not in out and "INTERNALERROR" not in out, out
     assert "gpubench results on cpu" in out, out  # the summary still prints
@@ -59,6 +61,8 @@ def test_a_full_disk_during_the_save_keeps_the_file_and_prints_the_summary(
         "File too large" in out
     ), out
     assert "gpubench: benchmark data not saved: cannot write" in out, out
+    assert "gpubench: benchmark JSON not written: cannot write run.json: File too large" in out
+    assert (tmp_path / "run.json").read_bytes() == json_before
     assert "gpubench baseline saved" not in out, out
     assert full.returncode == 1, out  # a save was asked for and did not happen
     assert path.read_bytes() == before
