@@ -132,7 +132,9 @@ def exclusive_lock(path: Path) -> Iterator[None]:
     """
     lock = lock_path(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    # read-only: flock needs no write access, so another user's lock file in a shared folder
+    # (0644 under the usual umask) serves as well as one's own
+    fd = os.open(lock, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -165,10 +167,13 @@ def check_writable(path: Path) -> None:
     """Fail before a run whose results could not be stored at ``path``: its folder must exist
     or be creatable and take a new file (the lock file, which saves use anyway)."""
     path = Path(path)
+    lock = lock_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(lock_path(path), os.O_WRONLY | os.O_CREAT, 0o666))
-        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        os.close(os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666))
+        if not os.access(path.parent, os.W_OK):  # the lock file may be there already
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path.parent))
     except OSError as exc:
+        if exc.filename == str(lock):  # the folder refused a new file: name the folder
+            exc.filename = str(path.parent)
         raise write_error(path, exc) from None

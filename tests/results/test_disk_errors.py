@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from pytest_gpubench.testing.leftovers import inner_pytest_argv
 
@@ -83,3 +87,38 @@ def test_an_unwritable_save_target_fails_before_the_run(tmp_path: Path) -> None:
     errors = [line for line in out.splitlines() if "cannot write" in line]
     assert errors == [f"ERROR: cannot write {target}: Not a directory: {tmp_path / 'a-file'}"], out
     assert not (tmp_path / "ran").exists()
+
+
+def as_unprivileged() -> list[str]:
+    """A command prefix that runs as an ordinary user: root ignores folder permissions, so
+    under root the inner run drops to ``nobody`` (util-linux ``setpriv``)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only folder cannot refuse root")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_a_read_only_folder_fails_before_the_run() -> None:
+    # in the system's temporary folder: pytest's own is private to root, so nobody could run
+    # in it; its subfolder "shared" is read-only for everyone but root
+    with tempfile.TemporaryDirectory() as name:
+        here = Path(name)
+        here.chmod(0o755)
+        folder = here / "shared"
+        folder.mkdir(mode=0o555)
+        (here / "test_m.py").write_text(ONE_BENCHMARK)
+        target = folder / "b.json"
+        result = subprocess.run(
+            as_unprivileged() + inner_pytest_argv("-p", "no:cacheprovider", "--device=cpu",
+                                                  f"--gpubench-save-baseline={target}",
+                                                  "test_m.py"),
+            cwd=here, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )  # fmt: skip
+        out = result.stdout + result.stderr
+        assert result.returncode == 4, out
+        assert "Traceback" not in out, out
+        errors = [line for line in out.splitlines() if "cannot write" in line]
+        assert errors == [f"ERROR: cannot write {target}: Permission denied: {folder}"], out
+        assert list(folder.iterdir()) == []
