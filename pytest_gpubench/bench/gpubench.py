@@ -28,6 +28,7 @@ from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import rate_interval, spread_of, summarize
 from pytest_gpubench.results.record import record_bound, record_metric, record_note
 from pytest_gpubench.results.sections import read_placement, write_bound, write_telemetry_note
+from pytest_gpubench.selection.markers import model_of
 
 
 def cuda_synchronizer() -> Callable[[], None]:
@@ -251,15 +252,14 @@ class GpuBench:
     def _model(self, model: str | None, quant: str | None) -> tuple[Any, str]:
         from pytest_gpubench.models.catalog import load_spec
 
-        mark = self.request.node.get_closest_marker("model")
         if model is None:
-            if mark is None or not mark.args:
+            marked = model_of(self.request.node)
+            if marked is None:
                 raise GpubenchError(
                     f"{self.request.node.nodeid}: a roofline needs the model: pass model= or "
                     "mark the test with @pytest.mark.model(...)"
                 )
-            model = str(mark.args[0])
-            quant = quant or mark.kwargs.get("quant")
+            model, quant = marked.model, quant or marked.quant
         spec, resolved = load_spec(model)
         if quant is None:
             formats = getattr(resolved.entry, "default_formats", None) or ["bf16"]
