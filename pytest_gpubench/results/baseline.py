@@ -10,6 +10,10 @@ works on it as-is) extended with:
 - top-level ``gpubench``: ``schema``, ``kind`` ("measured" or "published"), ``device``
   (profile, detected GPU, driver, CUDA), ``environment`` (plugin and package versions, engines,
   commit) and ``skipped`` (benchmarks that did not fit or did not run, with the reason).
+
+Each ``extra_info`` section (these two and the ones serving, workloads and the bound verdict
+add) is read and written through ``results/sections.py``; a loaded ``Entry`` keeps its whole
+``extra_info`` for the readers of the others (pareto, stored sweep points).
 """
 
 from __future__ import annotations
