@@ -28,7 +28,6 @@ from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import rate_interval, spread_of, summarize
 from pytest_gpubench.results.record import record_bound, record_metric, record_note
 from pytest_gpubench.results.sections import read_placement, write_bound, write_telemetry_note
-from pytest_gpubench.selection.markers import model_of
 
 
 def cuda_synchronizer() -> Callable[[], None]:
@@ -251,6 +250,7 @@ class GpuBench:
 
     def _model(self, model: str | None, quant: str | None) -> tuple[Any, str]:
         from pytest_gpubench.models.catalog import load_spec
+        from pytest_gpubench.selection.markers import model_of  # parsed at collection
 
         if model is None:
             marked = model_of(self.request.node)

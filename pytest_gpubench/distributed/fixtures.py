@@ -10,7 +10,6 @@ import pytest
 
 from pytest_gpubench.distributed.launcher import DistributedRun, torchrun
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.selection.markers import model_of
 
 
 def config_folder(model: str, into: Path) -> Path:
@@ -56,13 +55,13 @@ def distributed_finetune(
         join_timeout_s: float = 600,
     ) -> DistributedRun:
         if model is None:
-            marked = model_of(request.node)  # parsed at collection
-            if marked is None:
+            mark = request.node.get_closest_marker("model")
+            if mark is None or not mark.args:
                 raise GpubenchError(
                     f"{request.node.nodeid}: distributed_finetune needs model= or "
                     "@pytest.mark.model(...)"
                 )
-            model = marked.model
+            model = str(mark.args[0])
         folder = config_folder(model, tmp_path / "config")
         worker_args = [
             "--config", str(folder), "--strategy", strategy, "--batch", str(batch),

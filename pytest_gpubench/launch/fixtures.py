@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
+from pytest_gpubench.engines.base import PLACEMENT_KEYS, SPLIT_OPTIONS
 from pytest_gpubench.engines.registry import engine_names
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.launch import cleanup, reaper
 from pytest_gpubench.launch.pool import ServerPool
 from pytest_gpubench.launch.server import Server, failure_message
-from pytest_gpubench.selection.markers import model_marker
 from pytest_gpubench.state import state
 
 POOL = pytest.StashKey[ServerPool]()
@@ -112,18 +112,20 @@ def llm_server(request: pytest.FixtureRequest, gpubench_server_pool: ServerPool)
     """
     used: list[Server] = []
     request.node.stash[USED] = used
-    marker = model_marker(request.node)  # parsed at collection
+    marker = request.node.get_closest_marker("model")
 
     def factory(engine: Any = None, model: Any = None, **how: Any) -> Server:
         if engine is None:
             *rest, last = [repr(n) for n in engine_names()]
             names = f"{', '.join(rest)} or {last}" if rest else last
             pytest.fail(f"llm_server needs engine=: {names}", pytrace=False)
-        if model is None and marker is not None:
-            model = marker.request.model
-            # the marker's context and its parallel / split options reach the engine's flags
+        if model is None and marker is not None and marker.args:
+            model = marker.args[0]
             options = dict(how.get("options") or {})
-            options.update({k: v for k, v in marker.server_options.items() if k not in options})
+            # the marker's context and its parallel / split options reach the engine's flags
+            for key in ("context", *PLACEMENT_KEYS, *SPLIT_OPTIONS):
+                if marker.kwargs.get(key) is not None and key not in options:
+                    options[key] = marker.kwargs[key]
             if options:
                 how["options"] = options
         if model is None and not gpubench_server_pool.server_url:
