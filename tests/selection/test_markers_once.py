@@ -97,7 +97,7 @@ def test_the_roofline_uses_the_quant_the_test_ran_as_the_fit_estimate_does(
     assert set(parsed.values()) == {1} and len(parsed) == 2
 
 
-def test_llm_server_gets_the_marker_keywords_as_written_and_the_fit_its_parse(
+def test_the_parsed_model_marker_keeps_the_server_keywords_as_written(
     pytester: pytest.Pytester,
 ) -> None:
     item = pytester.getitem(
