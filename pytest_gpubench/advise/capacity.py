@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pytest_gpubench.advise.predict import Band, Cell, fits, known, nothing, predict
+from pytest_gpubench.advise.request import Request
 from pytest_gpubench.advise.sources import Library, Sweep
 from pytest_gpubench.devices.profile import DeviceProfile, ProfileSet
 from pytest_gpubench.report.pareto import Point
-
-if TYPE_CHECKING:
-    from pytest_gpubench.advise.table import Request
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
 

@@ -7,7 +7,7 @@ FLOPs per prompt token (``metrics.roofline.flops_per_token``). What an engine re
 ceiling is not a constant: it is read from measured figures of the same engine and quantization
 family, preferring other models on the same device (the device's own efficiency), else any other
 device. The error band is what ``validate`` found when it predicted every stored figure the same
-way from the others; with fewer than two such rows, the spread of the calibration points.
+way from the others; with fewer than three such rows the cell says no band can be given.
 """
 
 from __future__ import annotations
@@ -163,17 +163,16 @@ def predict(
     eff = statistics.median(effs)
     band = (bands or {}).get((quantity, engine, method))
     origin = "leave-one-out error range (docs/reference/prediction-error.md)"
-    if band is None:
-        band = (min(effs) / eff - 1, max(effs) / eff - 1)
-        origin = "spread of the calibration points (too few validation rows)"
+    if band is None:  # the calibration points' own spread says nothing of the error
+        origin = "no error band: fewer than 3 leave-one-out rows validate this method here"
     names = ", ".join(sorted({f"{p.figure.device}:{p.figure.model.split('/')[-1]}" for p in used}))
     roof = "bandwidth roofline" if quantity == "decode" else "bf16 compute roofline"
     if used[0].relative:
         roof = "compute roofline at 1 TFLOPS (no bf16 figure: relative to its own models)"
     source = (
         f"predicted ({method}): {eff:.0%} of the {roof} {top:.0f} tok/s, median {what} "
-        f"efficiency of {len(used)} point(s) [{names}]; error band {band[0]:+.0%}..{band[1]:+.0%} "
-        f"({origin})"
+        f"efficiency of {len(used)} point(s) [{names}]; "
+        + (f"error band {band[0]:+.0%}..{band[1]:+.0%} ({origin})" if band else origin)
     )
     value = eff * top
     return Cell(value, f"{value:.0f}", "predicted", source, band)

@@ -9,10 +9,12 @@ measured sweep (scaled to the device when it ran elsewhere).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_gpubench.advise.capacity import cost, energy, users
 from pytest_gpubench.advise.predict import Band, Cell, fits, known, nothing, predict
+from pytest_gpubench.advise.request import Request
 from pytest_gpubench.advise.sources import Library
 from pytest_gpubench.devices.profile import DeviceProfile, ProfileSet
 from pytest_gpubench.errors import GpubenchError
@@ -32,26 +34,6 @@ HEADERS = {
     "cost": "$ per M output tokens",
 }
 TAGS = {"measured": "M", "reference": "R", "predicted": "P", "derived": "D", "estimate": "E"}
-
-
-@dataclass(frozen=True)
-class Request:
-    model: str
-    quant: str
-    engine: str
-    context: int
-    kv_dtype: str | None
-    prompt_len: int = 1000
-    output_len: int = 300
-    slo_ms: Mapping[str, float] = field(default_factory=lambda: {"ttft_ms": 2000, "tpot_ms": 50})
-    percentile: int = 90
-    device_price: Mapping[str, float] = field(default_factory=dict)
-    power_price: float | None = None  # per kWh
-    lifetime_years: float | None = None
-
-    @property
-    def target(self) -> tuple[str, str, str]:
-        return (self.model, self.quant, self.engine)
 
 
 def _fits(req: Request, lib: Library, profile: DeviceProfile) -> Cell:
@@ -134,8 +116,6 @@ class Row:
 
 def build(req: Request, lib: Library, devices: Sequence[str], profiles: ProfileSet,
           bands: Mapping[tuple[str, str, str], Band]) -> list[Row]:  # fmt: skip
-    from pytest_gpubench.advise.capacity import cost, energy, users
-
     rows = []
     decode_of: dict[str, Cell] = {}
     prefill_of: dict[str, Cell] = {}
@@ -161,7 +141,9 @@ def _shown(cell: Cell) -> str:
     if cell.value is None or tag is None:
         return cell.text
     if cell.band is not None:
-        return f"{cell.text} P({cell.band[0]:+.0%}..{cell.band[1]:+.0%})"
+        return f"{cell.text} {tag}({cell.band[0]:+.0%}..{cell.band[1]:+.0%})"
+    if cell.kind == "predicted":
+        return f"{cell.text} P(no band)"
     return f"{cell.text} {tag}"
 
 

@@ -24,6 +24,7 @@ from pytest_gpubench.advise.sources import Library
 from pytest_gpubench.devices.profile import ProfileSet
 
 QUANTITIES = ("decode", "prefill")
+MIN_ROWS = 3  # validation rows behind an error band
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,14 @@ def rows(lib: Library, profiles: ProfileSet) -> list[Row]:
 
 
 def bands(found: list[Row]) -> dict[tuple[str, str, str], Band]:
-    """Per quantity, engine and method, the lowest and highest error of the rows (two rows at
-    least): llama.cpp's band is not widened by an eager transformers run's."""
+    """Per quantity, engine and method, the lowest and highest error of the rows (three rows at
+    least: two devices predicting each other say little): llama.cpp's band is not widened by
+    an eager transformers run's."""
     errs: dict[tuple[str, str, str], list[float]] = {}
     for r in found:
         f = r.point.figure
         errs.setdefault((f.quantity, f.engine, r.method), []).append(r.error)
-    return {k: (min(v), max(v)) for k, v in errs.items() if len(v) >= 2}
+    return {k: (min(v), max(v)) for k, v in errs.items() if len(v) >= MIN_ROWS}
 
 
 def markdown(found: list[Row]) -> list[str]:

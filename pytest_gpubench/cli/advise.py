@@ -58,6 +58,7 @@ def _prices(items: list[str]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     from pytest_gpubench.advise import table, validate
+    from pytest_gpubench.advise.request import Request
     from pytest_gpubench.advise.sources import read
     from pytest_gpubench.devices import load_profiles
     from pytest_gpubench.models import formats
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     lib = read(args.baselines)
     names = args.devices.split(",") if args.devices else lib.devices
     devices = table.check_devices([n.strip() for n in names if n.strip()], profiles)
-    req = table.Request(
+    req = Request(
         model, quant, args.engine, parse_context(args.context), args.kv_dtype,
         args.prompt_len, args.output_len, parse_slo(args.slo), check_percentile(args.percentile),
         _prices(args.device_price), args.power_price, args.lifetime,
