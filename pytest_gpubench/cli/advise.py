@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from pytest_gpubench.selection.estimate import parse_context
     from pytest_gpubench.serving.sweep import check_percentile
 
+    prices = _prices(args.device_price)
+    slo = parse_slo(args.slo)
     entry = resolve_model(args.model).entry
     model = entry.id if entry else args.model
     quant = formats.get_format(args.quant).name
@@ -79,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     devices = table.check_devices([n.strip() for n in names if n.strip()], profiles)
     req = Request(
         model, quant, args.engine, parse_context(args.context), args.kv_dtype,
-        args.prompt_len, args.output_len, parse_slo(args.slo), check_percentile(args.percentile),
-        _prices(args.device_price), args.power_price, args.lifetime,
+        args.prompt_len, args.output_len, slo, check_percentile(args.percentile),
+        prices, args.power_price, args.lifetime,
     )  # fmt: skip
     bands = validate.bands(validate.rows(lib, profiles))
     rows = table.build(req, lib, devices, profiles, bands)
