@@ -193,8 +193,8 @@ def test_a_malformed_file_is_one_line_naming_it(tmp_path, capsys) -> None:
 
 def test_cost_uses_the_given_prices_and_a_measured_power(capsys) -> None:
     """Cost per million tokens at the H200's measured capacity point, by hand from the file."""
-    out = _json(capsys, *TARGET, "--devices", "h200", "--baselines", STORED[1],
-                "--device-price", "h200=30000", "--lifetime", "4", "--power-price", "0.25")  # fmt: skip
+    prices = ["--device-price", "h200=30000", "--lifetime", "4", "--power-price", "0.25"]
+    out = _json(capsys, *TARGET, "--devices", "h200", "--baselines", STORED[1], *prices)
     row = out["rows"][0]
     doc = json.loads(Path(STORED[1]).read_text())
     watts = max(
