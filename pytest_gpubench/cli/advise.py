@@ -61,18 +61,28 @@ def run(args: argparse.Namespace) -> int:
     from pytest_gpubench.advise.request import Request
     from pytest_gpubench.advise.sources import read
     from pytest_gpubench.devices import load_profiles
+    from pytest_gpubench.engines.registry import memory_for
     from pytest_gpubench.models import formats
-    from pytest_gpubench.models.catalog import resolve_model
+    from pytest_gpubench.models.catalog import load_spec, resolve_model
     from pytest_gpubench.report.pareto import parse_slo
     from pytest_gpubench.results.atomic import write_text_atomic
     from pytest_gpubench.selection.estimate import parse_context
     from pytest_gpubench.serving.sweep import check_percentile
 
+    memory_for(args.engine)  # an unknown engine is its own one-line error, before any work
     prices = _prices(args.device_price)
     slo = parse_slo(args.slo)
     entry = resolve_model(args.model).entry
     model = entry.id if entry else args.model
+    spec, _ = load_spec(model)
+    if spec.kind not in ("llm", "vlm"):
+        raise GpubenchError(
+            f"advise answers for language models; {model} is a {spec.kind.replace('_', ' ')} "
+            "model (compare its files with pytest-gpubench compare)"
+        )
     quant = formats.get_format(args.quant).name
+    if quant == "mxfp4" and args.engine in ("llamacpp", "ollama"):
+        quant = "gguf-mxfp4"  # gpt-oss's MXFP4 as a GGUF carries it (as the files name it)
     if args.prompt_len < 1 or args.output_len < 1:
         raise GpubenchError("--prompt-len and --output-len must be positive token counts")
     profiles = load_profiles(args.profiles)

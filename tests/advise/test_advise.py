@@ -175,6 +175,9 @@ def test_every_stored_figure_is_predicted_from_the_others() -> None:
         (["advise", "llama-3.1-8b", "--devices", "rtx4091"], "rtx4091"),
         (["advise", "llama-3.1-8b", "--devices", "h100", "--slo", "ttft=2"], "ttft"),
         (["advise", "llama-3.1-8b", "--device-price", "h100"], "--device-price 'h100'"),
+        (["advise", "flux.2-klein-4b", "--devices", "h100"], "image generation model"),
+        (["advise", "llama-3.1-8b", "--engine", "vlm"], "unknown engine 'vlm'"),
+        (["advise", "llama-3.1-8b"], "advise needs --devices"),
     ],
 )
 def test_mistakes_are_one_line(argv, message, capsys) -> None:
