@@ -185,4 +185,4 @@ def known(lib: Library, quantity: str, target: tuple[str, str, str], device: str
     if not found:
         return None
     f = found[0]
-    return Cell(f.value, f"{f.value:.0f}", f.kind, f.where)
+    return Cell(f.value, f"{f.value:.0f}", f.kind, f"{f.where}, {f.key}")

@@ -92,7 +92,10 @@ def _ttft(req: Request, lib: Library, prefill: Cell, device: str) -> Cell:
     if measured:
         f = measured[0]
         return Cell(
-            f.value, f"{f.value:.0f}", f.kind, f"{f.where}, mean at {f.context}-token prompts"
+            f.value,
+            f"{f.value:.0f}",
+            f.kind,
+            f"{f.where}, {f.key}: mean at {f.context}-token prompts",
         )
     if prefill.value is None:
         return nothing(prefill.text, f"no prefill rate: {prefill.source}")
