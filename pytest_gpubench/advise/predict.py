@@ -25,8 +25,11 @@ from pytest_gpubench.models.catalog import load_spec
 from pytest_gpubench.selection.estimate import ModelRequest, estimate
 
 SAME_DEVICE = "same-device"
+SAME_MODEL = "same-model"
 OTHER_DEVICES = "other-devices"
-Band = tuple[float, float]  # relative error low, high (e.g. -0.3, +0.2)
+METHODS = (SAME_DEVICE, SAME_MODEL, OTHER_DEVICES)
+# relative error low, high (e.g. -0.3, +0.2); a validated band adds the median absolute error
+Band = tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -130,13 +133,34 @@ def calibration(
     return out
 
 
-def choose(points: list[Point], device: str, model: str) -> tuple[str, list[Point]]:
-    """Other models on this device when there are any (its own efficiency), else every other
-    device's figures (the model itself may be among them: the H100 from the H200)."""
-    same = [p for p in points if p.figure.device == device and p.figure.model != model]
-    if same:
-        return SAME_DEVICE, same
-    return OTHER_DEVICES, [p for p in points if p.figure.device != device and not p.relative]
+def methods(points: list[Point], device: str, model: str) -> list[tuple[str, list[Point]]]:
+    """The calibration sets in the order advise prefers them (the order the leave-one-out
+    table supports): other models on this device (its own efficiency); this model on other
+    devices (the H100 from the H200); every other device's figures. Prefill figures taken
+    against 1 TFLOPS (a profile without a bf16 figure) compare only within their device."""
+    return [
+        (SAME_DEVICE, [p for p in points if p.figure.device == device and p.figure.model != model]),
+        (SAME_MODEL, [p for p in points if p.figure.device != device and p.figure.model == model
+                      and not p.relative]),
+        (OTHER_DEVICES, [p for p in points if p.figure.device != device and not p.relative]),
+    ]  # fmt: skip
+
+
+def choose(
+    points: list[Point],
+    device: str,
+    model: str,
+    ranked: Mapping[str, float] | None = None,
+) -> tuple[str, list[Point]]:
+    """The calibration set with points whose method erred least in the leave-one-out table
+    (``ranked``: method -> median absolute error, for this quantity and engine); methods the
+    table does not validate come after, in ``methods``' order."""
+    ranked = ranked or {}
+    found = [(m, used) for m, used in methods(points, device, model) if used]
+    if not found:
+        return OTHER_DEVICES, []
+    order = {m: (ranked.get(m, float("inf")), METHODS.index(m)) for m, _ in found}
+    return min(found, key=lambda mu: order[mu[0]])
 
 
 def predict(
@@ -151,7 +175,8 @@ def predict(
     """The predicted rate (tok/s) of ``target`` (model, quant, engine) on ``profile``."""
     model, quant, engine = target
     points = calibration(lib, quantity, engine, quant, profiles)
-    method, used = choose(points, profile.name, model)
+    ranked = {m: b[2] for (q, e, m), b in (bands or {}).items() if (q, e) == (quantity, engine)}
+    method, used = choose(points, profile.name, model, ranked)
     what = f"{engine} {family(quant)} {quantity}"
     if not used:
         return nothing("no calibration point", f"no {what} figure of any device in the files")
@@ -161,18 +186,18 @@ def predict(
         return nothing(f"no {lacks} figure", f"profile {profile.name} gives no {lacks}")
     effs = [p.efficiency for p in used]
     eff = statistics.median(effs)
-    band = (bands or {}).get((quantity, engine, method))
+    validated = (bands or {}).get((quantity, engine, method))
+    band = validated[:2] if validated else None
     origin = "leave-one-out error range (docs/reference/prediction-error.md)"
     if band is None:  # the calibration points' own spread says nothing of the error
         origin = "no error band: fewer than 3 leave-one-out rows validate this method here"
     names = ", ".join(sorted({f"{p.figure.device}:{p.figure.model.split('/')[-1]}" for p in used}))
     roof = "bandwidth roofline" if quantity == "decode" else "bf16 compute roofline"
-    if used[0].relative:
-        roof = "compute roofline at 1 TFLOPS (no bf16 figure: relative to its own models)"
-    source = (
-        f"predicted ({method}): {eff:.0%} of the {roof} {top:.0f} tok/s, median {what} "
-        f"efficiency of {len(used)} point(s) [{names}]; "
-        + (f"error band {band[0]:+.0%}..{band[1]:+.0%} ({origin})" if band else origin)
+    how = f"{eff:.0%} of the {roof} {top:.0f} tok/s, median {what} efficiency"
+    if any(p.relative for p in used):  # no bf16 TFLOPS: only ratios of FLOPs per token
+        how = f"its other models' {what} rates scaled by FLOPs per token (no bf16 TFLOPS figure)"
+    source = f"predicted ({method}): {how} of {len(used)} point(s) [{names}]; " + (
+        f"error band {band[0]:+.0%}..{band[1]:+.0%} ({origin})" if band else origin
     )
     value = eff * top
     return Cell(value, f"{value:.0f}", "predicted", source, band)

@@ -1,11 +1,11 @@
 """Leave-one-out validation: predict every stored figure from the others, and keep every error.
 
 For each decode and prefill figure the files give (a device, a model, a quant, an engine), the
-prediction is made twice, the way ``advise`` would make it if that figure were missing: from the
-same engine and quantization family on *other devices only* (the figure's device left out
-entirely: the H100 from the H200 and the references, the Spark from the rest), and from *other
-models on the same device*. The error ranges per quantity and method are the bands ``advise``
-prints; the table is docs/reference/prediction-error.md.
+prediction is made each way ``advise`` could make it if that figure were missing, from the same
+engine and quantization family: from *other models on the same device*, from *the same model on
+other devices* (the H100 from the H200 and back), and from *every other device* (the figure's
+device left out entirely). The error ranges per quantity, engine and method are the bands
+``advise`` prints; the table is docs/reference/prediction-error.md.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pytest_gpubench.advise.predict import (
-    OTHER_DEVICES,
+    METHODS,
     SAME_DEVICE,
     Band,
     Point,
     calibration,
     ceiling,
+    methods,
 )
 from pytest_gpubench.advise.sources import Library
 from pytest_gpubench.devices.profile import ProfileSet
@@ -58,26 +59,29 @@ def rows(lib: Library, profiles: ProfileSet) -> list[Row]:
             f = p.figure
             if any(r.point.figure == f for r in out):
                 continue
-            others = [q for q in points if q.figure.device != f.device and not q.relative]
-            same = [q for q in points if q.figure.device == f.device and q.figure.model != f.model]
             profile = profiles.get(f.device)
-            for method, used in ((OTHER_DEVICES, others), (SAME_DEVICE, same)):
-                top = ceiling(quantity, f.model, f.quant, profile, f.context, p.relative)
-                if used and not (p.relative and method == OTHER_DEVICES):
+            top = ceiling(quantity, f.model, f.quant, profile, f.context, p.relative)
+            for method, used in methods(points, f.device, f.model):
+                if used and (method == SAME_DEVICE or not p.relative):
                     eff = _median([q.efficiency for q in used])
                     out.append(Row(p, method, eff * top, len(used)))
     return out
 
 
 def bands(found: list[Row]) -> dict[tuple[str, str, str], Band]:
-    """Per quantity, engine and method, the lowest and highest error of the rows (three rows at
-    least: two devices predicting each other say little): llama.cpp's band is not widened by
-    an eager transformers run's."""
+    """Per quantity, engine and method, the lowest and highest error of the rows and the median
+    absolute error (three rows at least: two devices predicting each other say little).
+    llama.cpp's band is not widened by an eager transformers run's; the median ranks the
+    methods advise tries."""
     errs: dict[tuple[str, str, str], list[float]] = {}
     for r in found:
         f = r.point.figure
         errs.setdefault((f.quantity, f.engine, r.method), []).append(r.error)
-    return {k: (min(v), max(v)) for k, v in errs.items() if len(v) >= MIN_ROWS}
+    return {
+        k: (min(v), max(v), _median([abs(e) for e in v]))
+        for k, v in errs.items()
+        if len(v) >= MIN_ROWS
+    }
 
 
 def markdown(found: list[Row]) -> list[str]:
@@ -94,7 +98,7 @@ def markdown(found: list[Row]) -> list[str]:
             r.point.figure.engine,
             r.point.figure.device,
             r.point.figure.model,
-            r.method,
+            METHODS.index(r.method),
         ),
     )
     for r in order:
