@@ -226,3 +226,21 @@ def test_the_best_configuration_of_a_device_is_kept() -> None:
         "decode", device="h100", model="meta-llama/Llama-3.1-8B-Instruct", quant="bf16"
     )
     assert [f.value for f in found] == [pytest.approx(max(batch_one))]
+
+
+def test_the_method_that_erred_least_is_used() -> None:
+    """Of the calibration sets that have figures, the one with the lowest median error in the
+    leave-one-out table; without a table, other models on the device come first."""
+    from pytest_gpubench.advise.predict import Point, choose
+    from pytest_gpubench.advise.sources import Figure
+
+    def point(device: str, model: str) -> Point:
+        f = Figure("decode", 1.0, device, model, "q4_k_m", "llamacpp", 1024, "reference", "f",
+                   "2026-01-01", "k")  # fmt: skip
+        return Point(f, 0.5)
+
+    points = [point("spark", "other/model"), point("h200", "the/model")]
+    assert choose(points, "spark", "the/model")[0] == "same-device"
+    ranked = {"same-device": 0.21, "same-model": 0.11, "other-devices": 0.6}
+    method, used = choose(points, "spark", "the/model", ranked)
+    assert method == "same-model" and [p.figure.device for p in used] == ["h200"]
