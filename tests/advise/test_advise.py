@@ -244,3 +244,20 @@ def test_the_method_that_erred_least_is_used() -> None:
     ranked = {"same-device": 0.21, "same-model": 0.11, "other-devices": 0.6}
     method, used = choose(points, "spark", "the/model", ranked)
     assert method == "same-model" and [p.figure.device for p in used] == ["h200"]
+
+
+def test_another_slo_is_read_from_the_swept_points(capsys) -> None:
+    """An SLO the capacity search did not use: the users are the largest swept concurrency
+    whose p99 TPOT (and every lower one's) is within 10 ms, read here from the JSON."""
+    extra = _entry(STORED[1], "test_llama8b_capacity[q4_k_m]")["extra_info"]
+    points = extra["sweep"]["points"] + extra["capacity"]["points"]
+    expected = 0
+    for p in sorted(points, key=lambda p: p["concurrency"]):
+        if p["metrics"]["tpot_ms"]["spread"]["p99"] > 10:
+            break
+        expected = p["concurrency"]
+    assert expected >= 1
+    out = _json(capsys, *TARGET, "--devices", "h200", "--baselines", STORED[1],
+                "--slo", "tpot_ms=10", "--percentile", "99")  # fmt: skip
+    users = out["rows"][0]["users"]
+    assert users["value"] == expected and "swept grid" in users["source"]
