@@ -18,6 +18,7 @@ from typing import Any
 from pytest_gpubench.models import formats
 from pytest_gpubench.models.catalog import load_catalog
 from pytest_gpubench.report.pareto import Curve, curves_of
+from pytest_gpubench.results import sections
 from pytest_gpubench.results.baseline import Baseline, Entry, load
 
 # Names our GPU scripts give their model files (scripts/gpu/test_llamacpp_cuda.py serves a
@@ -137,13 +138,9 @@ def _int(value: Any, default: int) -> int:
 
 
 def _extras(b: Baseline) -> dict[str, Mapping[str, Any]]:
-    out: dict[str, Mapping[str, Any]] = {}
-    for bench in b.document.get("benchmarks") or []:
-        if isinstance(bench, Mapping) and isinstance(bench.get("extra_info"), Mapping):
-            meta = bench["extra_info"].get("gpubench")
-            key = meta.get("key") if isinstance(meta, Mapping) else None
-            out[str(key or bench.get("fullname"))] = bench["extra_info"]
-    return out
+    """Each benchmark's ``extra_info`` by its key (``results.sections``' lenient readers)."""
+    benches = b.document.get("benchmarks") or []
+    return {sections.entry_key(bench): sections.extra_in(bench) for bench in benches}
 
 
 def _value(entry: Entry, *names: str) -> float | None:
@@ -154,59 +151,83 @@ def _value(entry: Entry, *names: str) -> float | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Ran:
+    """What one of our entries ran: engine, the model's name as recorded, users, lengths."""
+
+    engine: str
+    name: str
+    users: int
+    prompt: int
+    output: int
+
+
+def _what_ran(extra: Mapping[str, Any]) -> _Ran | None:
+    """From the ``serving`` section (a server benchmark) or the ``workload`` section (an
+    in-process one); None for anything else (training, image generation)."""
+    serving = sections.read_serving(extra)
+    if serving:
+        return _Ran(
+            str(serving.get("engine") or ""),
+            str(serving.get("model") or ""),
+            _int(serving.get("concurrency"), 0),
+            _int(serving.get("input_len"), 0),
+            _int(serving.get("output_len"), 0),
+        )
+    work = sections.read_workload(extra)
+    if work is None:
+        return None
+    settings = work.settings
+    name = str(work.source.get("model") or settings.get("model") or "") + " " + work.dtype
+    return _Ran(
+        "transformers",
+        name,
+        _int(settings.get("batch_size"), 0),
+        _int(settings.get("input_len"), 0),
+        _int(settings.get("output_len"), 0),
+    )
+
+
+def _first_point(extra: Mapping[str, Any]) -> Iterable[tuple[str, float, int]]:
+    """A sweep's single-user point: (quantity, value, context or prompt length)."""
+    sweep = sections.read_sweep(extra)
+    point = sweep.points[0] if sweep and sweep.points else None
+    if point is None or point.concurrency != 1:
+        return
+    prompt = _int(point.raw.get("input_len"), 0)
+    if (per_user := point.value("output_tok_s_per_user")) and per_user > 0:
+        yield "decode", per_user, prompt + _int(point.raw.get("output_len"), 0) // 2
+    if (ttft := point.value("ttft_ms")) and ttft > 0 and prompt:
+        yield "ttft", ttft, prompt
+
+
 def _measured(b: Baseline, key: str, entry: Entry, extra: Mapping[str, Any]) -> Iterable[Figure]:
     """Figures of one of our entries: a serving run (llama-server, vLLM...) or a workload."""
-    serving = extra.get("serving") if isinstance(extra.get("serving"), Mapping) else None
-    workload = extra.get("workload") if isinstance(extra.get("workload"), Mapping) else None
-    if serving is not None:
-        engine = str(serving.get("engine") or "")
-        name = str(serving.get("model") or "")
-        users = _int(serving.get("concurrency"), 0)
-        prompt = _int(serving.get("input_len"), 0)
-        output = _int(serving.get("output_len"), 0)
-    elif workload is not None:
-        engine, settings = "transformers", workload.get("settings") or {}
-        name = str((workload.get("source") or {}).get("model") or settings.get("model") or "")
-        users = _int(settings.get("batch_size"), 0)
-        prompt, output = _int(settings.get("input_len"), 0), _int(settings.get("output_len"), 0)
-        name += " " + str(workload.get("dtype") or "")
-    else:
-        return
-    bound = extra.get("bound") if isinstance(extra.get("bound"), Mapping) else {}
-    if bound.get("bound") == "offload":  # the CPU and PCIe bus, not this device's GPU
-        return
-    model, quant = identify_model(name), identify_quant(name, engine)
+    ran = _what_ran(extra)
+    bound = sections.read_bound(extra)
+    if ran is None or (bound is not None and bound.bound == "offload"):
+        return  # an offloaded run measures the CPU and PCIe bus, not this device's GPU
+    model, quant = identify_model(ran.name), identify_quant(ran.name, ran.engine)
     if model is None or quant is None:
         return
-    base = dict(model=model, quant=quant, engine=engine, kind="measured", file=str(b.path))
+    base = dict(model=model, quant=quant, engine=ran.engine, kind="measured", file=str(b.path))
     base.update(date=entry.date, key=key, device=b.profile)
-    decode_batch = (
-        extra.get("decode_batch") if isinstance(extra.get("decode_batch"), Mapping) else {}
-    )
-    context = _int(decode_batch.get("context"), prompt + output // 2)
-    if users == 1:
+    batch = sections.read_decode_batch(extra)
+    context = batch.context if batch else ran.prompt + ran.output // 2
+    if ran.users == 1:
         decode = _value(entry, "decode_tok_s", "decode_tok_per_s", "server_decode_tok_s")
         if decode:
             yield Figure("decode", decode, context=context, **base)
-        if prompt >= 256 and (rate := _value(entry, "prefill_tok_per_s", "server_prefill_tok_s")):
-            yield Figure("prefill", rate, context=prompt, **base)
+        prefill = _value(entry, "prefill_tok_per_s", "server_prefill_tok_s")
+        if ran.prompt >= 256 and prefill:
+            yield Figure("prefill", prefill, context=ran.prompt, **base)
     if (pp := _value(entry, "llama_bench_pp512_tok_s")) is not None:
         yield Figure("prefill", pp, context=512, **{**base, "key": key + " (llama-bench pp512)"})
     for name, quantity in (("energy_per_output_token_j", "energy"), ("avg_power_w", "power")):
-        if (v := _value(entry, name)) is not None and users:
-            yield Figure(quantity, v, context=context, concurrency=users, **base)
-    sweep = extra.get("sweep") if isinstance(extra.get("sweep"), Mapping) else None
-    first = (sweep or {}).get("points") or [{}]
-    point = first[0] if isinstance(first[0], Mapping) else {}
-    if point.get("concurrency") == 1 and isinstance(point.get("metrics"), Mapping):
-        m, sp = point["metrics"], _int(point.get("input_len"), 0)
-        sctx = sp + _int(point.get("output_len"), 0) // 2
-        per_user = (m.get("output_tok_s_per_user") or {}).get("value")
-        if isinstance(per_user, float | int) and per_user > 0:
-            yield Figure("decode", float(per_user), context=sctx, **{**base, "key": key + " c1"})
-        ttft = (m.get("ttft_ms") or {}).get("value")
-        if isinstance(ttft, float | int) and ttft > 0 and sp:
-            yield Figure("ttft", float(ttft), context=sp, **{**base, "key": key + " c1"})
+        if (v := _value(entry, name)) is not None and ran.users:
+            yield Figure(quantity, v, context=context, concurrency=ran.users, **base)
+    for quantity, value, length in _first_point(extra):
+        yield Figure(quantity, value, context=length, **{**base, "key": key + " c1"})
 
 
 def _reference(b: Baseline, key: str, entry: Entry) -> Iterable[Figure]:
@@ -233,20 +254,21 @@ def _reference(b: Baseline, key: str, entry: Entry) -> Iterable[Figure]:
 def _sweeps(b: Baseline, extras: Mapping[str, Mapping[str, Any]]) -> Iterable[Sweep]:
     for curve in curves_of(b):
         key = next((k for k in extras if k.endswith(curve.key)), curve.key)
-        serving = extras.get(key, {}).get("serving") or {}
-        engine = str(serving.get("engine") or "")
-        name = str(serving.get("model") or "")
-        model, quant = identify_model(name), identify_quant(name, engine)
+        ran = _what_ran(extras.get(key, {}))
+        if ran is None:
+            continue
+        model, quant = identify_model(ran.name), identify_quant(ran.name, ran.engine)
         if model is None or quant is None:
             continue
-        prompt = _int(serving.get("input_len"), 0)
         date = b.entries[key].date if key in b.entries else ""
-        yield Sweep(curve, b.profile, model, quant, engine, prompt, str(b.path), date, key)
+        yield Sweep(curve, b.profile, model, quant, ran.engine, ran.prompt, str(b.path), date, key)
 
 
 def _placement(extra: Mapping[str, Any]) -> str | None:
-    p = extra.get("placement")
-    if not isinstance(p, Mapping) or not p.get("total_layers"):
+    """'all of 33 layers on GPU, KV on GPU' from a run's placement section."""
+    record = sections.read_placement(extra)
+    p = record.fields if record else {}
+    if not p.get("total_layers"):
         return None
     on = "all" if p.get("gpu_layers") == p.get("total_layers") else str(p.get("gpu_layers"))
     kv = "KV on CPU" if p.get("kv_on_cpu") else "KV on GPU"
@@ -266,6 +288,17 @@ def _keep_best(lib: Library, best: dict[tuple[str, ...], int], f: Figure) -> Non
     old = lib.figures[at]
     if (f.value < old.value) if f.quantity == "ttft" else (f.value > old.value):
         lib.figures[at] = f
+
+
+def _note_placement(lib: Library, b: Baseline, key: str, extra: Mapping[str, Any]) -> None:
+    """The first placement a run of the model recorded on the device (a test that offloads on
+    purpose says nothing of whether the model fits, so it is left out)."""
+    where, ran = _placement(extra), _what_ran(extra)
+    if not where or ran is None or "offload" in key:
+        return
+    model, quant = identify_model(ran.name), identify_quant(ran.name, ran.engine)
+    if model and quant:
+        lib.placements.setdefault((b.profile, model, quant, ran.engine), f"{where} ({b.path.name})")
 
 
 def read(paths: Sequence[str | Path]) -> Library:
@@ -288,17 +321,7 @@ def read(paths: Sequence[str | Path]) -> Library:
             )
             for f in found:
                 _keep_best(lib, best, f)
-            where = _placement(extra)
-            serving = extra.get("serving") if isinstance(extra.get("serving"), Mapping) else {}
-            name, engine = str(serving.get("model") or ""), str(serving.get("engine") or "")
-            model, quant = identify_model(name), identify_quant(name, engine)
-            if (
-                where
-                and model
-                and quant
-                and (b.profile, model, quant, engine) not in lib.placements
-            ) and "offload" not in key:  # a test that offloads on purpose says nothing of fit
-                lib.placements[(b.profile, model, quant, engine)] = f"{where} ({b.path.name})"
+            _note_placement(lib, b, key, extra)
         if b.kind != "published":
             lib.sweeps += list(_sweeps(b, extras))
     return lib
