@@ -261,3 +261,16 @@ def test_another_slo_is_read_from_the_swept_points(capsys) -> None:
                 "--slo", "tpot_ms=10", "--percentile", "99")  # fmt: skip
     users = out["rows"][0]["users"]
     assert users["value"] == expected and "swept grid" in users["source"]
+
+
+def test_an_offloaded_run_says_nothing_of_the_device() -> None:
+    """The H200's deliberately offloaded Llama run (13 layers on the CPU) measures the CPU and
+    the PCIe bus: none of its figures (energy, power, rates) calibrate or answer anything."""
+    doc = json.loads(Path(STORED[1]).read_text())
+    offloaded = [
+        b for b in doc["benchmarks"] if b["extra_info"].get("bound", {}).get("bound") == "offload"
+    ]
+    assert len(offloaded) == 1
+    keys = {b["extra_info"]["gpubench"]["key"] for b in offloaded}
+    lib = read([STORED[1]])
+    assert lib.figures and not [f for f in lib.figures if f.key.split(" ")[0] in keys]
