@@ -12,11 +12,12 @@ Each block sits between marker comments, which Markdown does not render::
 and is replaced by what ``BLOCKS[NAME]`` writes: the built-in device profiles, the
 ``pytest-gpubench devices`` table, a ``pytest-gpubench fit`` breakdown, the fit matrix (the
 commands' real output), the serving metric table and the peers' fields it maps from
-(``serving/metrics.py``), and the options table (``settings.py``). Each block sits in one page
-of ``docs/`` (README.md and every page there are read; a block must appear exactly once across
-them). Text outside the markers is left as it is. ``tests/test_readme_lists.py`` fails when a
-page differs. (The name is historical: these blocks lived in the README until the manual moved
-to the documentation site.)
+(``serving/metrics.py``), the options table (``settings.py``), an ``advise`` run and its
+leave-one-out prediction-error table over the stored baselines (``advise/validate.py``). Each
+block sits in one page of ``docs/`` (README.md and every page there are read; a block must
+appear exactly once across them). Text outside the markers is left as it is.
+``tests/test_readme_lists.py`` fails when a page differs. (The name is historical: these blocks
+lived in the README until the manual moved to the documentation site.)
 """
 
 from __future__ import annotations
@@ -81,6 +82,33 @@ def devices() -> list[str]:
 
 FIT_EXAMPLE = ("fit", "openai/gpt-oss-120b", "--quant", "mxfp4", "--context", "32k")
 FIT_MATRIX = ("fit", "--matrix", "--context", "32k")
+ADVISE_MODEL = ("meta-llama/Llama-3.1-8B-Instruct", "--quant", "q4_k_m", "--engine", "llamacpp")
+ADVISE_DEVICES = ("--devices", "rtx4090,spark,h100,h200")
+
+
+def _stored() -> list[str]:
+    """The measured baselines and published references, as `baselines/*.json
+    baselines/reference/*.json` expands in the repository root."""
+    found = [*sorted((ROOT / "baselines").glob("*.json"))]
+    found += sorted((ROOT / "baselines" / "reference").glob("*.json"))
+    return [str(p) for p in found]
+
+
+def advise_example() -> list[str]:
+    shown = ("advise", *ADVISE_MODEL, *ADVISE_DEVICES, "--baselines", "baselines/*.json",
+             "baselines/reference/*.json")  # fmt: skip
+    return _console(
+        shown, _cli("advise", *ADVISE_MODEL, *ADVISE_DEVICES, "--baselines", *_stored())
+    )
+
+
+def prediction_error() -> list[str]:
+    """advise's leave-one-out table over the stored files (pytest_gpubench/advise/validate.py)."""
+    from pytest_gpubench.advise import validate
+    from pytest_gpubench.advise.sources import read
+    from pytest_gpubench.devices import load_profiles
+
+    return ["", *validate.markdown(validate.rows(read(_stored()), load_profiles(None))), ""]
 
 
 def fit_example() -> list[str]:
@@ -129,6 +157,8 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "serving-metrics": serving_metrics,
     "peer-fields": peer_fields,
     "options": options,
+    "advise-example": advise_example,
+    "prediction-error": prediction_error,
 }
 
 

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pytest_gpubench.cli import advise as advise_cli
 from pytest_gpubench.cli import fit as fit_cli
 from pytest_gpubench.devices import describe, detect, load_profiles
 from pytest_gpubench.devices.select import auto_profile
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     par.set_defaults(func=_pareto)
     fit_cli.add_parser(sub)
+    advise_cli.add_parser(sub)
     return parser
 
 
