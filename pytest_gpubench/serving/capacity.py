@@ -74,80 +74,110 @@ def search_capacity(
     measurement, the bracket starts from them (the lowest known failure above the highest known
     pass below it), and the boundary is re-measured as always, so a lucky or unlucky earlier
     point is checked, not trusted."""
-    votes: dict[int, list[bool]] = {
+    search = _Bisection(passes, min_concurrency, max_concurrency, remeasure)
+    search.votes = {
         c: [bool(ok)] for c, ok in (known or {}).items() if min_concurrency <= c <= max_concurrency
     }
-
-    def verdict(c: int) -> bool:
-        v = votes[c]
-        return sum(v) * 2 > len(v)
-
-    def measure(c: int) -> bool:
-        ok = bool(passes(c))  # first: a point that never ran (OutOfTime) casts no vote
-        votes.setdefault(c, []).append(ok)
-        return verdict(c)
-
-    none = min_concurrency - 1  # lo when nothing has passed
-    lo, hi = none, None  # highest concurrency that passes; lowest that fails (None: none yet)
-
-    def bracket(c: int) -> None:
-        nonlocal lo, hi
-        while True:
-            if measure(c):
-                lo = c
-                if c >= max_concurrency:
-                    return
-                c = min(c * 2, max_concurrency)
-            else:
-                hi = c
-                return
-
-    def search() -> None:
-        nonlocal lo, hi
-        failing = [c for c in votes if not verdict(c)]
-        if failing:
-            hi = min(failing)
-            lo = max((c for c in votes if c < hi and verdict(c)), default=none)
-        elif votes:
-            lo = max(votes)
-            if lo < max_concurrency:
-                bracket(min(lo * 2, max_concurrency))
-        else:
-            bracket(min_concurrency)
-        for _ in range(64):  # bisect, re-measure the boundary, again while it moves
-            while hi is not None and hi - lo > 1:
-                mid = (lo + hi) // 2
-                if measure(mid):
-                    lo = mid
-                else:
-                    hi = mid
-            for c in (lo, hi):
-                if c is not None and c > none:
-                    while len(votes[c]) < 1 + remeasure:
-                        measure(c)
-            if lo > none and not verdict(lo):  # the pass did not hold: look lower
-                hi = lo
-                lo = max((k for k in votes if k < lo and verdict(k)), default=none)
-            elif hi is not None and verdict(hi):  # the fail did not hold: look higher
-                lo = hi
-                hi = min((k for k in votes if k > lo and not verdict(k)), default=None)
-                if hi is None and lo < max_concurrency:
-                    bracket(min(lo * 2, max_concurrency))
-            else:
-                break
-
     stopped = "done"
     try:
-        search()
+        search.run()
     except OutOfTime:
         stopped = "time_budget"
-        failing = [k for k in votes if not verdict(k)]
-        # the highest pass with no failure measured below it: a lower bound however the
-        # search was interrupted (a pass above a failure is not counted)
-        lo = max((k for k in votes if verdict(k) and all(f > k for f in failing)), default=none)
-        hi = min((k for k in failing if k > lo), default=None)
-    capacity = lo if lo > none else 0
-    return Found(capacity, capacity == max_concurrency, hi, stopped)
+        search.settle()
+    capacity = search.lo if search.lo > search.none else 0
+    return Found(capacity, capacity == max_concurrency, search.hi, stopped)
+
+
+class _Bisection:
+    """``search_capacity``'s state: the votes per concurrency, the highest that passes
+    (``lo``; ``none`` when nothing has) and the lowest that fails (``hi``; None: none yet)."""
+
+    def __init__(
+        self, passes: Callable[[int], bool], lowest: int, highest: int, remeasure: int
+    ) -> None:
+        self.passes = passes
+        self.highest = highest
+        self.remeasure = remeasure
+        self.votes: dict[int, list[bool]] = {}
+        self.none = lowest - 1
+        self.lowest = lowest
+        self.lo: int = self.none
+        self.hi: int | None = None
+
+    def verdict(self, c: int) -> bool:
+        v = self.votes[c]
+        return sum(v) * 2 > len(v)
+
+    def measure(self, c: int) -> bool:
+        ok = bool(self.passes(c))  # first: a point that never ran (OutOfTime) casts no vote
+        self.votes.setdefault(c, []).append(ok)
+        return self.verdict(c)
+
+    def bracket(self, c: int) -> None:
+        """Double from ``c`` until a concurrency fails or the highest passes."""
+        while True:
+            if self.measure(c):
+                self.lo = c
+                if c >= self.highest:
+                    return
+                c = min(c * 2, self.highest)
+            else:
+                self.hi = c
+                return
+
+    def start(self) -> None:
+        """The bracket: from the known votes where there are any."""
+        failing = [c for c in self.votes if not self.verdict(c)]
+        if failing:
+            self.hi = min(failing)
+            below = (c for c in self.votes if c < self.hi and self.verdict(c))
+            self.lo = max(below, default=self.none)
+        elif self.votes:
+            self.lo = max(self.votes)
+            if self.lo < self.highest:
+                self.bracket(min(self.lo * 2, self.highest))
+        else:
+            self.bracket(self.lowest)
+
+    def run(self) -> None:
+        """Bracket, then bisect and re-measure the boundary, again while it moves."""
+        self.start()
+        for _ in range(64):
+            while self.hi is not None and self.hi - self.lo > 1:
+                mid = (self.lo + self.hi) // 2
+                if self.measure(mid):
+                    self.lo = mid
+                else:
+                    self.hi = mid
+            for c in (self.lo, self.hi):
+                if c is not None and c > self.none:
+                    while len(self.votes[c]) < 1 + self.remeasure:
+                        self.measure(c)
+            if not self.moved():
+                break
+
+    def moved(self) -> bool:
+        """Whether the re-measured boundary moved (and the bracket with it)."""
+        votes, lo, hi = self.votes, self.lo, self.hi
+        if lo > self.none and not self.verdict(lo):  # the pass did not hold: look lower
+            self.hi = lo
+            self.lo = max((k for k in votes if k < lo and self.verdict(k)), default=self.none)
+            return True
+        if hi is not None and self.verdict(hi):  # the fail did not hold: look higher
+            self.lo = hi
+            self.hi = min((k for k in votes if k > hi and not self.verdict(k)), default=None)
+            if self.hi is None and self.lo < self.highest:
+                self.bracket(min(self.lo * 2, self.highest))
+            return True
+        return False
+
+    def settle(self) -> None:
+        """After ``OutOfTime``: the highest pass with no failure measured below it (a lower
+        bound however the search was interrupted: a pass above a failure is not counted)."""
+        failing = [k for k in self.votes if not self.verdict(k)]
+        passing = (k for k in self.votes if self.verdict(k) and all(f > k for f in failing))
+        self.lo = max(passing, default=self.none)
+        self.hi = min((k for k in failing if k > self.lo), default=None)
 
 
 def known_points(
