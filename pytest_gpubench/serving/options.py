@@ -152,6 +152,7 @@ class ServeOptions:
         """The options of ``given`` (keyword -> value) over the defaults; an unknown keyword
         or a bad value is one ``GpubenchError``."""
         flat = defaults()
+        given = expand_values(given)
         unknown_keywords(given, flat, call)
         flat.update(given)
         check_serve(flat)
@@ -164,6 +165,37 @@ class ServeOptions:
             for part in (self.load, self.limits, self.requests, self.client)
             for f in fields(part)
         }
+
+
+#: the keywords that take a whole value: ``serve_bench(server, load=Load(...), ...)``
+VALUE_KEYWORDS: dict[str, type] = {"load": Load, "limits": Limits, "requests": Requests,
+                                   "client": Client}  # fmt: skip
+
+
+def expand_values(given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` with each value keyword (``load=Load(...)``) spread into the fields it sets
+    (those left at their default are not); a field set both ways is a usage error (which would
+    win is not obvious)."""
+    out = {k: v for k, v in given.items() if k not in VALUE_KEYWORDS}
+    for key, kind in VALUE_KEYWORDS.items():
+        if key not in given:
+            continue
+        value = given[key]
+        if not isinstance(value, kind):
+            raise GpubenchError(
+                f"{key} must be a {kind.__name__}(...) (pytest_gpubench.serving.options), "
+                f"got {value!r}"
+            )
+        for f in fields(kind):
+            own = getattr(value, f.name)
+            if own is f.default or own == f.default:
+                continue  # left at its default: the keyword (or the default) stands
+            if f.name in out:
+                raise GpubenchError(
+                    f"{f.name} is given twice: as a keyword and in {key}={kind.__name__}(...)"
+                )
+            out[f.name] = own
+    return out
 
 
 def signature(server_first: bool = True) -> inspect.Signature:

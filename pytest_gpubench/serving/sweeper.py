@@ -26,7 +26,12 @@ from pytest_gpubench.serving.aggregate import (
 from pytest_gpubench.serving.client import StreamingClient
 from pytest_gpubench.serving.context import ServeContext
 from pytest_gpubench.serving.measure import client_for, run_steady
-from pytest_gpubench.serving.options import ServeOptions, defaults, unknown_keywords
+from pytest_gpubench.serving.options import (
+    ServeOptions,
+    defaults,
+    expand_values,
+    unknown_keywords,
+)
 from pytest_gpubench.serving.plan import ServePlan, build_plan
 from pytest_gpubench.serving.points import (
     NOT_PER_POINT,
@@ -45,6 +50,7 @@ from pytest_gpubench.serving.warn import warn_at_caller
 def point_options(workload: Mapping[str, Any], own: Sequence[str], call: str) -> dict[str, Any]:
     """``serve_bench``'s keywords for every point: the defaults, then ``workload``; a
     keyword the sweep sets per point (``own``) or that means nothing per point is an error."""
+    workload = expand_values(workload)
     for name in workload:
         if name in NOT_PER_POINT or name in own:
             raise GpubenchError(

@@ -148,3 +148,56 @@ def test_misuse(serve_bench):
     lines = [line for line in section[: [ln[:1] for ln in section].index("=")] if line.strip()]
     assert len(lines) == 1, out  # the message alone: no traceback into the plugin
     assert lines[0].startswith(message), lines[0]
+
+
+def test_load_and_limits_as_values_are_the_keywords(pytester, stub_server) -> None:
+    """``load=Load(...)``, ``limits=Limits(...)``: the same run as the keywords they hold
+    (the recorded settings of the two tests are equal but for the prompts' draw)."""
+    pytester.makepyfile(
+        SERVER_CLASSES
+        + f"""
+from pytest_gpubench.serving.options import Limits, Load
+
+URL = {stub_server.base_url!r}
+
+def test_values(serve_bench):
+    r = serve_bench(Server(URL), load=Load(num_prompts=6, concurrency=2, warmups=1),
+                    limits=Limits(timeout_s=30, slo={{"ttft_ms": 5000}}), input_len=8,
+                    output_len=4)
+    assert r.requests_used == 6
+
+def test_keywords(serve_bench):
+    r = serve_bench(Server(URL), num_prompts=6, concurrency=2, warmups=1, timeout_s=30,
+                    slo={{"ttft_ms": 5000}}, input_len=8, output_len=4)
+    assert r.requests_used == 6
+"""
+    )
+    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu")
+    result.assert_outcomes(passed=2)
+    benches = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
+    infos = {b["name"]: dict(b["extra_info"]["serving"]) for b in benches}
+    for info in infos.values():
+        info.pop("prompt_draw")
+    assert infos["test_values"] == infos["test_keywords"]
+    assert infos["test_values"]["concurrency"] == 2
+    assert infos["test_values"]["num_prompts"] == 6
+    assert infos["test_values"]["slo_ms"] == {"ttft_ms": 5000}
+
+
+def test_a_setting_given_twice_is_one_line(pytester, stub_server) -> None:
+    pytester.makepyfile(
+        SERVER_CLASSES
+        + f"""
+from pytest_gpubench.serving.options import Load
+
+URL = {stub_server.base_url!r}
+
+def test_twice(serve_bench):
+    serve_bench(Server(URL), load=Load(concurrency=4), concurrency=2)
+"""
+    )
+    result = pytester.runpytest("--device=cpu")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["serve_bench: concurrency is given twice: as a keyword and in load=Load(...)"]
+    )
