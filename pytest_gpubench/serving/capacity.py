@@ -10,11 +10,14 @@ verdicts. Points are measured by a ``Sweeper`` (serving/sweeper.py); the search 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+import pytest
 
 from pytest_gpubench import progress
 from pytest_gpubench.errors import GpubenchError
@@ -23,6 +26,7 @@ from pytest_gpubench.serving import recording
 from pytest_gpubench.serving.aggregate import check_result
 from pytest_gpubench.serving.arguments import real, whole
 from pytest_gpubench.serving.context import ServeContext
+from pytest_gpubench.serving.failures import point_failure
 from pytest_gpubench.serving.metrics import check_slo, metric
 from pytest_gpubench.serving.plan import ServePlan
 from pytest_gpubench.serving.points import (
@@ -42,6 +46,11 @@ from pytest_gpubench.serving.sweeper import Sweeper, note_stalls, point_options,
 
 class OutOfTime(Exception):
     """Raised by a capacity search's ``passes`` when the next point would pass the budget."""
+
+
+class PointFailed(Exception):
+    """Raised by a capacity search's ``passes`` when a point's error rate passed the allowed
+    one: a point whose requests failed says nothing of the SLO, so the search stops there."""
 
 
 class Found(NamedTuple):
@@ -294,6 +303,7 @@ class CapacitySearch:
     bar: Any = None
     points: list[SweepPoint] = field(default_factory=list)
     first: ServePlan | None = None
+    failure: str | None = None  # the failed point's line: the search stopped there
     budget: Budget = field(default_factory=lambda: Budget(None))
 
     def setting(self, c: int) -> Setting:
@@ -322,6 +332,10 @@ class CapacitySearch:
         point.slo_check = slo_check(point.result.results, self.slo_ms, self.percentile)
         self.points.append(point)
         progress.say(describe_point("capacity", point, self.percentile))
+        results = point.result.results
+        self.failure = point_failure(point.label, results, plan.max_error_rate, plan.base_url)
+        if self.failure is not None:
+            raise PointFailed(self.failure)
         return point.meets_slo
 
 
@@ -385,18 +399,26 @@ def run_capacity(
         def run() -> None:
             search.points.clear()
             search.budget = Budget(ask.budget_s)
-            found["answer"] = search_capacity(
-                search.passes,
-                ask.highest,
-                remeasure=ask.remeasure,
-                min_concurrency=ask.lowest,
-                known=verdicts,  # type: ignore[arg-type]
-            )
+            with contextlib.suppress(PointFailed):  # search.failure says which point
+                found["answer"] = search_capacity(
+                    search.passes,
+                    ask.highest,
+                    remeasure=ask.remeasure,
+                    min_concurrency=ask.lowest,
+                    known=verdicts,  # type: ignore[arg-type]
+                )
 
         with ctx.progress(None, f"capacity {ctx.test_name}") as bar:
             search.bar = bar
             after_sweep, times = _time_search(ctx, run)
         first = search.first or search.plan(ask.lowest)  # known verdicts answered it all
+    if search.failure is not None:
+        measured = ", ".join(p.label for p in search.points)
+        pytest.fail(
+            f"serve_bench.capacity: {search.failure}; the search stopped there and recorded "
+            f"nothing (measured: {measured})",
+            pytrace=False,
+        )
     answer = found["answer"]
     result = CapacityResult(
         answer.capacity, search.points, ask.slo_ms, ask.percentile, answer.capped,

@@ -19,6 +19,7 @@ from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import quantile_interval
 from pytest_gpubench.serving.arguments import whole
 from pytest_gpubench.serving.client import RequestResult
+from pytest_gpubench.serving.failures import kinds_text
 from pytest_gpubench.serving.metrics import metric, slo_values
 
 if TYPE_CHECKING:
@@ -122,8 +123,10 @@ class SweepPoint:
 class SweepResult:
     points: list[SweepPoint]
     axis: str
-    stopped_by: str  # "done" (every setting measured), "saturation" or "time_budget"
+    # "done" (every setting measured), "saturation", "time_budget" or "failed_point"
+    stopped_by: str
     gpus: int = 1
+    failure: str | None = None  # the failed point's line (``failures.point_failure``)
 
     @property
     def frontier(self) -> list[SweepPoint]:
@@ -426,6 +429,12 @@ def describe_point(kind: str, point: SweepPoint, percentile: int = 90) -> str:
         f"tpot {pct('tpot_ms')} ms,",
         f"{point.wall_s:.1f} s;",
     ]
+    failed = point.metrics.get("failed")
+    if failed is not None and failed.value > 0:
+        done = point.metrics.get("completed")
+        sent = int(failed.value) + (int(done.value) if done is not None else 0)
+        kinds = f" ({kinds_text(point.result.results)})" if point.result is not None else ""
+        parts.append(f"{int(failed.value)} of {sent} requests failed{kinds};")
     cached = point.metrics.get("cached_prompt_fraction")
     if cached is not None and cached.value >= 0.05:  # said where it matters: BOS is ~0.1%
         parts.append(f"{cached.value:.0%} of prompt tokens from the server's cache;")

@@ -37,6 +37,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
+
 from pytest_gpubench import progress
 from pytest_gpubench.serving.aggregate import check_result
 from pytest_gpubench.serving.arguments import real
@@ -49,6 +51,7 @@ from pytest_gpubench.serving.capacity import (
     stored_points,
 )
 from pytest_gpubench.serving.context import ServeContext
+from pytest_gpubench.serving.failures import point_failure
 from pytest_gpubench.serving.plan import ServePlan
 from pytest_gpubench.serving.points import (
     NOT_PER_POINT,
@@ -154,6 +157,11 @@ def _measure_sweep(
             break
         point = sweeper.measure(s, plan, bar)
         points.append(point)
+        assert point.result is not None
+        failure = point_failure(s.label, point.result.results, plan.max_error_rate, plan.base_url)
+        if failure is not None:  # a failed point: the sweep stops there, and fails
+            progress.say(describe_point("sweep", point))
+            return SweepResult(points, axis, "failed_point", sweeper.gpus, failure)
         if (
             stop_at_saturation
             and axis != "shape"
@@ -176,8 +184,16 @@ def _finish_sweep(
     budget_s: float | None,
     recorded: bool,
 ) -> None:
-    """Record the sweep (when timed), then each point's checks and the stalls' warning."""
+    """Record the sweep (when timed), then each point's checks and the stalls' warning; a
+    sweep that stopped at a failed point fails the test and records nothing."""
     points = result.points
+    if result.failure is not None:
+        measured = ", ".join(p.label for p in points)
+        pytest.fail(
+            f"serve_bench.sweep: {result.failure}; the sweep stopped there and recorded "
+            f"nothing (measured: {measured})",
+            pytrace=False,
+        )
     if recorded:
         record_points(ctx.gpubench, points, headline=True)
         info = {
