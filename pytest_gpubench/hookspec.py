@@ -2,7 +2,7 @@
 or a plugin to add engines, device profiles and serving metrics without editing the plugin.
 
 Engines and profiles are collected once, in ``pytest_configure``; serving metrics after every
-``serve_bench`` run. See the README ("Extending") for a whole example engine.
+``serve_bench`` run. See docs/extending/ for a whole example engine.
 """
 
 from __future__ import annotations

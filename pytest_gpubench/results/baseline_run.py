@@ -135,6 +135,7 @@ def check(
         if item.nodeid not in run.missing:
             run.missing.append(item.nodeid)
         return None
+    # the tolerance marker as collection parsed it (kept on the item: selection/markers.py)
     found = compare_metrics(metrics, entry.metrics, tolerances(item), default_tolerance)
     history = run.attempts.setdefault(item.nodeid, [])
     history.append(found)

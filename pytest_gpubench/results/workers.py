@@ -23,11 +23,11 @@ import pytest
 from pytest_gpubench.devices.detect import Detection
 from pytest_gpubench.devices.select import SelectedDevice, one_gpu
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.metrics.bound import Verdict as Bound
-from pytest_gpubench.results.baseline import Finding, parse_metric
+from pytest_gpubench.results.baseline import Finding
 from pytest_gpubench.results.baseline_run import BaselineRun
 from pytest_gpubench.results.document import has_data
 from pytest_gpubench.results.record import RECORDS, Recorded
+from pytest_gpubench.results.sections import bound_from, extra_of, parse_metric, write_worker_gpu
 from pytest_gpubench.selection.fit import Need, Verdict
 
 KEY = "gpubench"
@@ -180,7 +180,7 @@ def _unrecord(d: dict[str, Any]) -> Recorded:
         name: parse_metric(here, "metrics", name, raw)  # type: ignore[arg-type]
         for name, raw in d["metrics"].items()
     }
-    bound = Bound(**d["bound"]) if d.get("bound") else None
+    bound = bound_from(d.get("bound"))
     return Recorded(d["nodeid"], metrics, list(d["headline"]), list(d["notes"]), bound, d["gpu"])
 
 
@@ -202,7 +202,7 @@ def pack(config: pytest.Config, items: list[pytest.Item], run: BaselineRun,
         )
         benchmarks = doc["benchmarks"]
         for bench in benchmarks:
-            bench.setdefault("extra_info", {})["gpu"] = gpu or {"worker": worker_id(config)}
+            write_worker_gpu(extra_of(bench), gpu or {"worker": worker_id(config)})
     payload = {
         "worker": worker_id(config),
         "gpu": gpu,
