@@ -22,6 +22,7 @@ import pytest
 from pytest_gpubench import progress
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.results import sections
 from pytest_gpubench.serving import recording
 from pytest_gpubench.serving.aggregate import check_result
 from pytest_gpubench.serving.arguments import real, whole
@@ -232,18 +233,9 @@ def stored_points(path: Any, key: str) -> list[SweepPoint]:
     base = load(path)
     found: dict[str, list[Any]] = {}
     for bench in base.document.get("benchmarks") or []:
-        extra = bench.get("extra_info") if isinstance(bench, Mapping) else None
-        if not isinstance(extra, Mapping):
-            continue
-        meta = extra.get("gpubench") if isinstance(extra.get("gpubench"), Mapping) else {}
-        name = str(meta.get("key") or bench.get("fullname") or "")
-        raw = []
-        for part in ("sweep", "capacity"):
-            info = extra.get(part)
-            if isinstance(info, Mapping) and isinstance(info.get("points"), list):
-                raw += info["points"]
+        raw = [p.raw for p in sections.read_points(sections.extra_in(bench))]
         if raw:
-            found[name] = raw
+            found[sections.entry_key(bench)] = raw
     hits = [k for k in found if key in k]
     if len(hits) != 1:
         listed = ", ".join(sorted(found)[:6]) or "none"

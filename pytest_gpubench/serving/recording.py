@@ -1,9 +1,10 @@
 """Every ``extra_info`` section and metric that serving writes, through one module.
 
 What a serving test records (``extra_info["serving"]``, ``["requests"]``, ``["decode_batch"]``,
-``["sweep"]``, ``["capacity"]``, ``["placement"]`` and the metrics) is written here only, with a
-small typed function per section, so the results package's typed section writers can take
-them over in one place. The keys and shapes are the stored file format: unchanged.
+``["sweep"]``, ``["capacity"]``, ``["placement"]`` and the metrics) is written here only, each
+section through its typed writer in ``results/sections.py`` (the one owner of their shapes,
+which are the stored file format). The placement section is written by serving/placement.py's
+``record_placement``, which this module calls.
 """
 
 from __future__ import annotations
@@ -12,20 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.results import sections
 from pytest_gpubench.results.record import record_note
 from pytest_gpubench.serving.placement import record_placement
 
 #: the metrics a plain serve_bench entry shows as its headline
 HEADLINE = ("output_tok_s", "ttft_ms", "tpot_ms")
-#: serving settings that are a sweep point's own (in each point, not in the entry's section)
-PER_POINT_INFO = (
-    "concurrency",
-    "num_prompts",
-    "warmups",
-    "request_rate",
-    "requests_used",
-    "prompt_draw",
-)
 
 
 def write_metric(gpubench: Any, m: Metric, *, headline: bool = False) -> None:
@@ -51,24 +44,20 @@ def write_metrics(
 
 def write_serving(gpubench: Any, info: Mapping[str, Any]) -> None:
     """``extra_info["serving"]``: the workload, the load and how the run ended."""
-    gpubench.benchmark.extra_info["serving"] = dict(info)
+    sections.write_serving(gpubench.benchmark.extra_info, info)
 
 
 def write_requests(gpubench: Any, rows: list[dict[str, Any]]) -> None:
     """``extra_info["requests"]``: one row per measured request."""
-    gpubench.benchmark.extra_info["requests"] = rows
+    sections.write_requests(gpubench.benchmark.extra_info, rows)
 
 
 def write_decode_batch(
     gpubench: Any, *, mean_batch: float, decode_tok_s: float, context: float, decoding_s: float
 ) -> None:
     """``extra_info["decode_batch"]``: the batch the server decoded at (serving/decode_batch)."""
-    gpubench.benchmark.extra_info["decode_batch"] = {
-        "mean_batch": round(mean_batch, 3),
-        "decode_tok_s": decode_tok_s,
-        "context": context,
-        "decoding_s": decoding_s,
-    }
+    batch = sections.DecodeBatch(mean_batch, decode_tok_s, context, decoding_s)  # type: ignore[arg-type]
+    sections.write_decode_batch(gpubench.benchmark.extra_info, batch)
 
 
 def write_points_section(
@@ -77,8 +66,9 @@ def write_points_section(
     """``extra_info[key]`` (``"sweep"`` or ``"capacity"``) and the entry's ``"serving"``
     section: the first point's settings without those each point has of its own."""
     extra = gpubench.benchmark.extra_info
-    extra["serving"] = {k: v for k, v in serving.items() if k not in PER_POINT_INFO}
-    extra[key] = dict(info)
+    sections.write_sweep_serving(extra, serving)
+    write = {sections.SWEEP: sections.write_sweep, sections.CAPACITY: sections.write_capacity}
+    write[key](extra, info)
 
 
 def write_placement(gpubench: Any, request: Any, server: Any, engine: Any) -> None:
