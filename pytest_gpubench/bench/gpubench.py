@@ -66,6 +66,7 @@ class GpuBench:
         self.thread_s = 0.0  # CPU seconds the calling thread spent in them
         self.data_wait_s: float | None = None  # set by a workload that waits for batches
         self.in_server = False  # set by serve_bench: the GPU work runs in a server process
+        self.decode_shape: tuple[float, int] | None = None  # roofline_decode's (batch, context)
 
     def metric(
         self,
@@ -286,6 +287,7 @@ class GpuBench:
             spec, quant, profile.bandwidth_gbs, batch=batch, context=context, kv_dtype=kv_dtype
         )
         self.metric("roofline_bound_tok_s", bound.tokens_per_s, "tok/s", True)
+        self.decode_shape = (batch, context)
         pct = 100 * tokens_per_s / bound.tokens_per_s
         self.metric(
             "roofline_pct",
@@ -349,6 +351,9 @@ class GpuBench:
         data = self.data_wait_s / wall if wall and self.data_wait_s is not None else None
         busy = self.metrics.get("host_busy_cores")
         stall = self.metrics.get(bound.STALL_METRIC) if self.in_server else None
+        decode = self.metrics.get("roofline_pct")
+        shape = self.decode_shape or (None, None)
+        users = (self.benchmark.extra_info.get("serving") or {}).get("concurrency")
         verdict = bound.judge(
             bound.Facts(
                 gpu_util_pct=self.telemetry.get("gpu_util_pct") if self.telemetry else None,
@@ -359,6 +364,10 @@ class GpuBench:
                 server=self.in_server,
                 host_busy_cores=busy.value if busy else None,
                 server_stall=stall.value if stall else None,
+                decode_pct=decode.value if decode else None,
+                decode_batch=shape[0],
+                decode_context=shape[1],
+                users=users if self.in_server else None,
             )
         )
         if verdict is None:
