@@ -67,6 +67,10 @@ class GpuBench:
         self.data_wait_s: float | None = None  # set by a workload that waits for batches
         self.in_server = False  # set by serve_bench: the GPU work runs in a server process
         self.decode_shape: tuple[float, int] | None = None  # roofline_decode's (batch, context)
+        # the telemetry sampler while a timed call runs: its ``mark()`` times a window inside
+        # it (a sweep point, metrics/point.py); kept after, with every sample, for windows read
+        # once the call is done
+        self.sampler: Sampler | None = None
 
     def metric(
         self,
@@ -136,6 +140,7 @@ class GpuBench:
             Sampler() as sampler,
             HostLoad() as host,
         ):
+            self.sampler = sampler
             result = self.benchmark.pedantic(
                 target,
                 args=args,

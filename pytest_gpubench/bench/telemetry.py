@@ -130,6 +130,7 @@ class Sampler:
         self._handle: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the loop and ``mark`` both sample
         self.telemetry = Telemetry(gpu=False)
 
     def __enter__(self) -> Sampler:
@@ -165,6 +166,12 @@ class Sampler:
         while not self._stop.wait(self.interval):
             self._sample()
 
+    def mark(self) -> float:
+        """Sample now and return the sample's time: the edge of a window (a sweep point's)
+        whose energy is then the counter's rise between two real readings, not one
+        interpolated from the nearest background samples."""
+        return self._sample()
+
     def _read(self, call: str, *args: Any, scale: float = 1.0) -> float | None:
         try:
             value = getattr(self._nvml, call)(self._handle, *args)
@@ -172,7 +179,11 @@ class Sampler:
             return None
         return float(value) * scale
 
-    def _sample(self) -> None:
+    def _sample(self) -> float:
+        with self._lock:
+            return self._sample_locked()
+
+    def _sample_locked(self) -> float:
         s = Sample(t=time.monotonic(), host_rss_gib=_host_rss_gib())
         if self._handle is not None:
             nvml = self._nvml
@@ -187,3 +198,4 @@ class Sampler:
                 "nvmlDeviceGetTemperature", getattr(nvml, "NVML_TEMPERATURE_GPU", 0)
             )
         self.telemetry.samples.append(s)
+        return s.t

@@ -160,8 +160,12 @@ def output_tok_s_interval(
         )
     if found is not None:
         low, high, blocks = found
-        # the interval is centred on the ratio, which is the value up to rounding
-        return {"ci95_low": min(low, value), "ci95_high": max(high, value), "ci_blocks": blocks}
+        # centred on the blocks' ratio, which is the value up to rounding: an interval of no
+        # width (blocks all at one rate) may miss it by that rounding, and only by that
+        slack = 1e-9 * abs(value)
+        if low - slack <= value <= high + slack:
+            low, high = min(low, value), max(high, value)
+        return {"ci95_low": low, "ci95_high": high, "ci_blocks": blocks}
     if fallback is not None and fallback[0] <= value <= fallback[1]:
         return {"ci95_low": fallback[0], "ci95_high": fallback[1]}
     return {}

@@ -127,7 +127,10 @@ def test_the_value_lies_inside_its_interval_on_random_runs() -> None:
         assert value == pytest.approx((sum(lengths[lead_n:]) + late) / (end - start))
         if "ci95_low" in spread:
             with_interval += 1
-            assert spread["ci95_low"] <= value <= spread["ci95_high"]
+            low, high = spread["ci95_low"], spread["ci95_high"]
+            assert low <= value <= high
+            if low > 0:  # not clamped: centred on the value (the blocks add up to it)
+                assert (low + high) / 2 == pytest.approx(value, rel=1e-9)
             assert spread["ci_blocks"] >= 3
     assert with_interval > 100
 
