@@ -8,6 +8,7 @@ and wall time per round. ``gpubench.metric(...)`` records anything else.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -41,6 +42,13 @@ def cuda_synchronizer() -> Callable[[], None]:
     return lambda: None
 
 
+def _process_s() -> float:
+    """CPU seconds of this process, every thread, children excluded (a server it started is
+    not the client)."""
+    t = os.times()
+    return t.user + t.system
+
+
 class GpuBench:
     """One benchmark's recorder; wraps pytest-benchmark's fixture for this test."""
 
@@ -64,6 +72,7 @@ class GpuBench:
         self.timed_s = 0.0  # wall seconds of the timed calls
         self.timed_calls = 0  # pytest-benchmark's fixture takes one timed call per test
         self.thread_s = 0.0  # CPU seconds the calling thread spent in them
+        self.process_s = 0.0  # CPU seconds this process (all threads) spent in them
         self.data_wait_s: float | None = None  # set by a workload that waits for batches
         self.in_server = False  # set by serve_bench: the GPU work runs in a server process
         self.decode_shape: tuple[float, int] | None = None  # roofline_decode's (batch, context)
@@ -116,13 +125,15 @@ class GpuBench:
         sync = cuda_synchronizer()
         spans: list[tuple[float, float]] = []  # monotonic (start, end) of every call
         cpu: list[float] = []  # the calling thread's CPU seconds in every call
+        proc: list[float] = []  # the process's (the load client's, for a server)
 
         def target(*a: Any, **k: Any) -> Any:
-            begin, begin_cpu = time.monotonic(), time.thread_time()
+            begin, begin_cpu, begin_proc = time.monotonic(), time.thread_time(), _process_s()
             result = fn(*a, **k)
             sync()  # the clock is read right after this returns
             spans.append((begin, time.monotonic()))
             cpu.append(time.thread_time() - begin_cpu)
+            proc.append(_process_s() - begin_proc)
             return result
 
         def before_round() -> Any:
@@ -156,6 +167,7 @@ class GpuBench:
         if timed:
             self.timed_s = sum(end - start for start, end in timed)
             self.thread_s = sum(cpu[-len(timed) :])
+            self.process_s = sum(proc[-len(timed) :])
             self.telemetry = sampler.telemetry.windows(timed)
             self.telemetry_note = sampler.telemetry.reason
             self._record_telemetry(len(timed))
