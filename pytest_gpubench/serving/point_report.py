@@ -1,15 +1,16 @@
 """A sweep or capacity point's roofline %, energy per token, GPU busy and bound verdict.
 
 Glue between a measured point and ``metrics.point.judge_point``: it reads the point's window
-from the telemetry sampler that runs through the sweep (``gpubench.sampler``, marked at the
-point's edges), the decode batch the server ran (serving/decode_batch.py), the model's bytes
-from its ``@pytest.mark.model`` marker, and the server log's stall share. On a run without
-GPU telemetry (a CPU stand-in server) or without a model marker there is no roofline, as for
-a single serve_bench run (``ServeBench._record_per_token``).
+from the telemetry sampler that runs through the sweep (``gpubench.sampler``), the decode
+batch the server ran (serving/decode_batch.py), the model's bytes from its
+``@pytest.mark.model`` marker, and the server log's stall share. On a run without GPU
+telemetry (a CPU stand-in server) or without a model marker there is no roofline, as for a
+single serve_bench run (``ServeBench._record_per_token``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,17 +37,24 @@ def point_report(
     output_tok_s: float,
     window: tuple[float, float],
     users: float | None,
+    *,
+    lead: Sequence[RequestResult] = (),
     stalls: StallReport | None = None,
 ) -> PointReport | None:
-    """The point's figures over ``window`` (two ``gpubench.sampler.mark()`` times around the
-    point's measured run); None where no sampler ran (``--benchmark-disable``)."""
+    """The point's figures over ``window``: its measured span as the requests' clock has it
+    (``RunResult.start`` / ``end``, ``time.perf_counter``), read against the sampler's
+    ``time.monotonic`` samples. ``lead``: the warm-ups that led into the window, decoding in
+    it too (they count in the decode batch). None where no sampler ran
+    (``--benchmark-disable``)."""
     sampler = gpubench.sampler
     if sampler is None:
         return None
-    start, end = window
+    offset = time.monotonic() - time.perf_counter()  # 0 on Linux, where both are one clock
+    start, end = window[0] + offset, window[1] + offset
     seen = sampler.telemetry.window(start, end)
     on_gpu = sampler.telemetry.gpu
-    measured = decode_batch([r for r in results if r.ok]) if on_gpu else None
+    decoding = [r for r in (*results, *lead) if r.ok]
+    measured = decode_batch(decoding) if on_gpu else None
     sizes = model_bytes(gpubench, measured.context) if measured is not None else None
     stall = stalls.seconds / stalls.span_s if stalls is not None and stalls.span_s > 0 else None
     facts = PointFacts(

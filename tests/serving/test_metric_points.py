@@ -74,3 +74,18 @@ def test_each_point_gets_its_roofline_energy_busy_and_verdict(pytester, fake_nvm
         assert p["roofline_pct"] < 50
         assert p["bound"]["bound"] == "kernel", p["bound"]
         assert f"(batch {users}, context 550)" in p["bound"]["reason"]
+
+
+def test_no_sampler_or_no_gpu_gives_no_figures() -> None:
+    from types import SimpleNamespace
+
+    from pytest_gpubench.bench.telemetry import Sampler
+    from pytest_gpubench.serving.point_report import point_report
+
+    assert point_report(SimpleNamespace(sampler=None), [], 1.0, (0.0, 1.0), 1) is None
+    no_nvml = SimpleNamespace()  # nvmlInit missing: the sampler runs without GPU telemetry
+    with Sampler(interval=10.0, nvml=no_nvml) as sampler:
+        start = sampler.mark()
+        end = sampler.mark()
+    report = point_report(SimpleNamespace(sampler=sampler), [], 100.0, (start, end), 4)
+    assert report is not None and report.verdict is None and report.as_dict() == {}
