@@ -124,16 +124,15 @@ class GpuBench:
             )
         sync = cuda_synchronizer()
         spans: list[tuple[float, float]] = []  # monotonic (start, end) of every call
-        cpu: list[float] = []  # the calling thread's CPU seconds in every call
-        proc: list[float] = []  # the process's (the load client's, for a server)
+        # CPU seconds in every call: the calling thread's, the process's (a server's client)
+        cpu: list[tuple[float, float]] = []
 
         def target(*a: Any, **k: Any) -> Any:
             begin, begin_cpu, begin_proc = time.monotonic(), time.thread_time(), _process_s()
             result = fn(*a, **k)
             sync()  # the clock is read right after this returns
             spans.append((begin, time.monotonic()))
-            cpu.append(time.thread_time() - begin_cpu)
-            proc.append(_process_s() - begin_proc)
+            cpu.append((time.thread_time() - begin_cpu, _process_s() - begin_proc))
             return result
 
         def before_round() -> Any:
@@ -166,8 +165,7 @@ class GpuBench:
         timed = spans[-len(times) :] if times else []
         if timed:
             self.timed_s = sum(end - start for start, end in timed)
-            self.thread_s = sum(cpu[-len(timed) :])
-            self.process_s = sum(proc[-len(timed) :])
+            self.thread_s, self.process_s = (sum(x) for x in zip(*cpu[-len(timed) :], strict=True))
             self.telemetry = sampler.telemetry.windows(timed)
             self.telemetry_note = sampler.telemetry.reason
             self._record_telemetry(len(timed))
