@@ -26,7 +26,7 @@ from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import summarize
 from pytest_gpubench.serving.client import RequestResult
-from pytest_gpubench.serving.throughput import (  # the first three lived here: re-exported
+from pytest_gpubench.serving.throughput import (  # all but the interval lived here
     batch_means_ci,  # noqa: F401
     output_tok_s_interval,
     peak_in_flight,
