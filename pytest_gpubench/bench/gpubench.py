@@ -8,6 +8,7 @@ and wall time per round. ``gpubench.metric(...)`` records anything else.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -42,6 +43,13 @@ def cuda_synchronizer() -> Callable[[], None]:
     return lambda: None
 
 
+def _process_s() -> float:
+    """CPU seconds of this process, every thread, children excluded (a server it started is
+    not the client)."""
+    t = os.times()
+    return t.user + t.system
+
+
 class GpuBench:
     """One benchmark's recorder; wraps pytest-benchmark's fixture for this test."""
 
@@ -65,8 +73,14 @@ class GpuBench:
         self.timed_s = 0.0  # wall seconds of the timed calls
         self.timed_calls = 0  # pytest-benchmark's fixture takes one timed call per test
         self.thread_s = 0.0  # CPU seconds the calling thread spent in them
+        self.process_s = 0.0  # CPU seconds this process (all threads) spent in them
         self.data_wait_s: float | None = None  # set by a workload that waits for batches
         self.in_server = False  # set by serve_bench: the GPU work runs in a server process
+        self.decode_shape: tuple[float, int] | None = None  # roofline_decode's (batch, context)
+        # the telemetry sampler while a timed call runs: its ``mark()`` times a window inside
+        # it (a sweep point, metrics/point.py); kept after, with every sample, for windows read
+        # once the call is done
+        self.sampler: Sampler | None = None
 
     def metric(
         self,
@@ -111,14 +125,15 @@ class GpuBench:
             )
         sync = cuda_synchronizer()
         spans: list[tuple[float, float]] = []  # monotonic (start, end) of every call
-        cpu: list[float] = []  # the calling thread's CPU seconds in every call
+        # CPU seconds in every call: the calling thread's, the process's (a server's client)
+        cpu: list[tuple[float, float]] = []
 
         def target(*a: Any, **k: Any) -> Any:
-            begin, begin_cpu = time.monotonic(), time.thread_time()
+            begin, begin_cpu, begin_proc = time.monotonic(), time.thread_time(), _process_s()
             result = fn(*a, **k)
             sync()  # the clock is read right after this returns
             spans.append((begin, time.monotonic()))
-            cpu.append(time.thread_time() - begin_cpu)
+            cpu.append((time.thread_time() - begin_cpu, _process_s() - begin_proc))
             return result
 
         def before_round() -> Any:
@@ -136,6 +151,7 @@ class GpuBench:
             Sampler() as sampler,
             HostLoad() as host,
         ):
+            self.sampler = sampler
             result = self.benchmark.pedantic(
                 target,
                 args=args,
@@ -150,7 +166,7 @@ class GpuBench:
         timed = spans[-len(times) :] if times else []
         if timed:
             self.timed_s = sum(end - start for start, end in timed)
-            self.thread_s = sum(cpu[-len(timed) :])
+            self.thread_s, self.process_s = (sum(x) for x in zip(*cpu[-len(timed) :], strict=True))
             self.telemetry = sampler.telemetry.windows(timed)
             self.telemetry_note = sampler.telemetry.reason
             self._record_telemetry(len(timed))
@@ -287,6 +303,7 @@ class GpuBench:
             spec, quant, profile.bandwidth_gbs, batch=batch, context=context, kv_dtype=kv_dtype
         )
         self.metric("roofline_bound_tok_s", bound.tokens_per_s, "tok/s", True)
+        self.decode_shape = (batch, context)
         pct = 100 * tokens_per_s / bound.tokens_per_s
         self.metric(
             "roofline_pct",
@@ -346,6 +363,9 @@ class GpuBench:
         data = self.data_wait_s / wall if wall and self.data_wait_s is not None else None
         busy = self.metrics.get("host_busy_cores")
         stall = self.metrics.get(bound.STALL_METRIC) if self.in_server else None
+        decode = self.metrics.get("roofline_pct")
+        shape = self.decode_shape or (None, None)
+        users = (self.benchmark.extra_info.get("serving") or {}).get("concurrency")
         verdict = bound.judge(
             bound.Facts(
                 gpu_util_pct=self.telemetry.get("gpu_util_pct") if self.telemetry else None,
@@ -356,6 +376,10 @@ class GpuBench:
                 server=self.in_server,
                 host_busy_cores=busy.value if busy else None,
                 server_stall=stall.value if stall else None,
+                decode_pct=decode.value if decode else None,
+                decode_batch=shape[0],
+                decode_context=shape[1],
+                users=users if self.in_server else None,
             )
         )
         if verdict is None:

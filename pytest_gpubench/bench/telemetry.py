@@ -16,6 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
+from pytest_gpubench.metrics.validity import throttle_shares
+
 GIB = 2**30
 
 
@@ -29,6 +33,8 @@ class Sample:
     sm_clock_mhz: float | None = None
     temp_c: float | None = None
     host_rss_gib: float | None = None
+    clock_reasons: int | None = None  # NVML clock event reasons bitmask (throttling)
+    gpu_pids: tuple[int, ...] | None = None  # compute processes on the GPU
 
 
 @dataclass
@@ -80,6 +86,17 @@ class Telemetry:
             out["host_mem_peak_gib"] = max(rss)
         return out
 
+    def conditions(
+        self, spans: list[tuple[float, float]], ours: set[int]
+    ) -> tuple[dict[str, float], list[str]]:
+        """What the validity verdict reads (metrics/validity.py) over ``spans``: per slowdown
+        reason, the share of samples that showed it; and the GPU's compute processes other
+        than ``ours`` (this process tree and the measured server), as "pid name"."""
+        inside = [s for s in self.samples if any(a <= s.t <= b for a, b in spans)]
+        shares = throttle_shares([s.clock_reasons for s in inside])
+        pids = sorted({p for s in inside for p in (s.gpu_pids or ())} - ours)
+        return shares, [f"{pid} {_process_name(pid)}" for pid in pids]
+
     def _nearest(self, start: float, end: float) -> list[Sample]:
         if not self.samples:
             return []
@@ -108,6 +125,31 @@ def _host_rss_gib() -> float | None:
         return None
 
 
+def _process_name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return "(not visible here)"  # another container's process, or gone
+
+
+def _clock_reasons(nvml: Any, handle: Any) -> int | None:
+    """NVML's clock event reasons (named "throttle reasons" before driver 535)."""
+    read = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+        nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None
+    )
+    try:
+        return int(read(handle)) if read is not None else None
+    except Exception:
+        return None
+
+
+def _gpu_pids(nvml: Any, handle: Any) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(p.pid) for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle))
+    except Exception:
+        return None
+
+
 def cuda_gpu_index() -> int:
     """NVML's index of the GPU CUDA's device 0 is: the one ``CUDA_VISIBLE_DEVICES`` names when
     it names one by number in PCI order (how --gpubench-gpu-per-worker pins an xdist worker),
@@ -130,6 +172,7 @@ class Sampler:
         self._handle: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the loop and ``mark`` both sample
         self.telemetry = Telemetry(gpu=False)
 
     def __enter__(self) -> Sampler:
@@ -165,6 +208,12 @@ class Sampler:
         while not self._stop.wait(self.interval):
             self._sample()
 
+    def mark(self) -> float:
+        """Sample now and return the sample's time: the edge of a window (a sweep point's)
+        whose energy is then the counter's rise between two real readings, not one
+        interpolated from the nearest background samples."""
+        return self._sample()
+
     def _read(self, call: str, *args: Any, scale: float = 1.0) -> float | None:
         try:
             value = getattr(self._nvml, call)(self._handle, *args)
@@ -172,7 +221,11 @@ class Sampler:
             return None
         return float(value) * scale
 
-    def _sample(self) -> None:
+    def _sample(self) -> float:
+        with self._lock:
+            return self._sample_locked()
+
+    def _sample_locked(self) -> float:
         s = Sample(t=time.monotonic(), host_rss_gib=_host_rss_gib())
         if self._handle is not None:
             nvml = self._nvml
@@ -186,4 +239,7 @@ class Sampler:
             s.temp_c = self._read(
                 "nvmlDeviceGetTemperature", getattr(nvml, "NVML_TEMPERATURE_GPU", 0)
             )
+            s.clock_reasons = _clock_reasons(nvml, self._handle)
+            s.gpu_pids = _gpu_pids(nvml, self._handle)
         self.telemetry.samples.append(s)
+        return s.t

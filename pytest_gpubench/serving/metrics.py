@@ -24,8 +24,14 @@ import numpy as np
 
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
-from pytest_gpubench.metrics.stats import mean_ci, summarize
+from pytest_gpubench.metrics.stats import summarize
 from pytest_gpubench.serving.client import RequestResult
+from pytest_gpubench.serving.throughput import (  # all but the interval lived here
+    batch_means_ci,  # noqa: F401
+    output_tok_s_interval,
+    peak_in_flight,
+    tokens_after,
+)
 
 
 @dataclass(frozen=True)
@@ -376,27 +382,6 @@ def peak_per_second(times: Sequence[float], start: float) -> float:
     return float(np.bincount(buckets[buckets >= 0]).max()) if buckets.size else 0.0
 
 
-def peak_in_flight(results: Sequence[RequestResult]) -> int:
-    events = []
-    for r in results:
-        events.append((r.start, 1))
-        events.append((r.start + (r.e2el or 0.0), -1))
-    peak = cur = 0
-    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
-        cur += delta
-        peak = max(peak, cur)
-    return peak
-
-
-def tokens_after(r: RequestResult, t0: float) -> float:
-    """The output tokens ``r`` streamed after ``t0``: its usage count, in the share of its
-    text chunks that arrived after ``t0`` (chunks and tokens differ where a chunk holds more)."""
-    if not r.token_times:
-        return 0.0
-    late = sum(1 for t in r.token_times if t > t0)
-    return r.output_tokens * late / len(r.token_times)
-
-
 def check_slo(slo: Mapping[str, float] | None) -> dict[str, float]:
     if not slo:
         return {}
@@ -436,6 +421,7 @@ def serving_metrics(
     throughput_ci: tuple[float, float] | None = None,
     server: Mapping[str, float] | None = None,
     lead: Sequence[RequestResult] = (),
+    windows: Sequence[tuple[float, float]] | None = None,
 ) -> dict[str, Metric]:
     """All serving metrics of one run (or of several rounds pooled, with their total time).
 
@@ -443,7 +429,13 @@ def serving_metrics(
     so still ran in the measured window. The server's capacity went to them too, so output
     tok/s and requests/s count what the server did in the window, theirs included: the output
     tokens streamed and the requests finished after the first measured request was sent.
-    Latencies, token counts and goodput are the measured requests' alone."""
+    Latencies, token counts and goodput are the measured requests' alone.
+
+    Output tok/s's 95% interval is the ratio estimator's over blocks of the same window
+    (``output_tok_s_interval``). ``windows``: each round's (start, end) where rounds were
+    pooled (their lengths add up to ``duration_s``); one run's window is found from its
+    requests. ``throughput_ci``: the caller's interval, kept only where none can be computed
+    here and only if it holds the value."""
     ok = [r for r in results if r.ok]
     failed = len(results) - len(ok)
     out: dict[str, Metric] = {}
@@ -459,14 +451,17 @@ def serving_metrics(
     ]
     total_out, total_in = sum(out_tokens), sum(in_tokens)
     spread: dict[str, float] = {"n": len(ok)}
-    if throughput_ci is not None:
-        spread["ci95_low"], spread["ci95_high"] = throughput_ci
     window_start = min(r.start for r in results)
     lead_out = sum(tokens_after(r, window_start) for r in lead if r.ok)
     lead_done = sum(1 for r in lead if r.ok and r.end is not None and r.end > window_start)
+    window_out = total_out + lead_out
+    spread.update(
+        output_tok_s_interval(
+            results, duration_s, window_out / duration_s, lead, windows, throughput_ci
+        )
+    )
     if lead:
         spread["lead_tokens"] = float(lead_out)
-    window_out = total_out + lead_out
     out["output_tok_s"] = metric("output_tok_s", window_out / duration_s, spread)
     out["total_tok_s"] = metric("total_tok_s", (total_in + window_out) / duration_s, {"n": len(ok)})
     out["requests_per_s"] = metric(
@@ -541,32 +536,6 @@ def serving_metrics(
         if name in SERVING_METRICS and math.isfinite(value):
             out[name] = metric(name, value)
     return out
-
-
-def batch_means_ci(
-    results: Sequence[RequestResult], start: float, block: int
-) -> tuple[float, float, int] | None:
-    """95% interval of output tok/s by batch means over blocks of ``block`` completions.
-
-    In a closed loop the requests finishing in one block produced their tokens over roughly
-    the block's span, so each block's tokens / span is one throughput sample; blocks several
-    requests long are close to independent. None with fewer than 3 blocks. The t interval's
-    lower end is clamped at 0: three noisy blocks can put it below zero (a sweep point on the
-    CPU read -428 .. 6,333 tok/s), and no throughput is negative.
-    """
-    done = sorted((r for r in results if r.ok and r.end is not None), key=lambda r: r.end)
-    rates = []
-    prev = start
-    for i in range(block, len(done) + 1, block):
-        chunk = done[i - block : i]
-        span = chunk[-1].end - prev  # type: ignore[operator]
-        if span > 0:
-            rates.append(sum(r.output_tokens for r in chunk) / span)
-        prev = chunk[-1].end  # type: ignore[assignment]
-    if len(rates) < 3:
-        return None
-    low, high = mean_ci(rates)
-    return max(0.0, low), high, len(rates)
 
 
 def result_rows(results: Sequence[RequestResult]) -> list[dict[str, Any]]:

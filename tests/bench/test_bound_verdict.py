@@ -91,3 +91,38 @@ def test_energy_and_utilisation_cover_the_timed_rounds_only() -> None:
     assert out["duration_s"] == pytest.approx(2.0)
     assert out["gpu_util_pct"] == pytest.approx(90.0)  # the idle sample at t=3 is outside
     assert tel.window(0.0, 7.0)["energy_j"] == pytest.approx(700.0)
+
+
+DECODE = """
+import pytest
+from pytest_gpubench.testing import fake_clock
+
+@pytest.mark.model("meta-llama/Llama-3.1-8B-Instruct", quant="bf16")
+def test_decode(gpubench, monkeypatch):
+    fake_clock.install(monkeypatch)
+    gpubench(fake_clock.advance, 0.6, work=10, unit="tokens", rounds=2, warmup_rounds=0)
+    gpubench.roofline_decode({tok_s}, context=512)
+"""
+
+
+@pytest.mark.parametrize(("tok_s", "expected"), [(50.0, "kernel"), (120.0, "gpu")])
+def test_a_busy_gpu_far_from_its_decode_bound_is_not_gpu_bound(
+    pytester, fake_nvml, monkeypatch, tok_s: float, expected: str
+) -> None:
+    """87% busy (stand-in NVML) on an H100 whose bound for 8B bf16 at context 512 is ~220
+    tok/s: 50 tok/s is under half of it, 120 tok/s over half."""
+    fake_nvml("NVIDIA H100 80GB HBM3|81559|9.0")
+    monkeypatch.setenv("FAKE_NVML_UTIL", "87")
+    pytester.makepyfile(DECODE.format(tok_s=tok_s))
+    result = pytester.runpytest_subprocess("--benchmark-json=out.json", TEST_TIMER)
+    result.assert_outcomes(passed=1)
+    extra = json.loads((pytester.path / "out.json").read_text())["benchmarks"][0]["extra_info"]
+    pct = extra["metrics"]["roofline_pct"]["value"]
+    assert (pct < 50) == (expected == "kernel")
+    bound = extra["bound"]
+    assert bound["bound"] == expected
+    assert f"decode at {pct:.3g}% of the bandwidth bound (batch 1, context 512)" in bound["reason"]
+    if expected == "kernel":
+        result.stdout.fnmatch_lines(["*BoundWarning: test_*.py::test_decode: kernel-bound*"])
+    else:
+        result.stdout.no_fnmatch_line("*BoundWarning*")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from pytest_gpubench.errors import GpubenchError
@@ -29,7 +30,12 @@ from pytest_gpubench.serving.metrics import (
 )
 
 SPEC = RequestSpec("completions", {"prompt": "x"}, max_tokens=4, input_tokens=10)
-T975 = {1: 12.706204736174707, 2: 4.302652729749464, 4: 2.7764451051977987}  # t tables
+T975 = {
+    1: 12.706204736174707,
+    2: 4.302652729749464,
+    3: 3.1824463052837078,
+    4: 2.7764451051977987,
+}  # t tables
 
 
 def ok(start, ttft, times, usage=None, prompt=None, timings=None) -> RequestResult:
@@ -262,35 +268,45 @@ def test_peak_in_flight() -> None:
     assert peak_in_flight([span(0, 2), span(3, 4)]) == 1
 
 
-def test_batch_means_interval() -> None:
+def delta_method(tokens, seconds, t):
+    """The ratio estimator's delta-method interval, written from the gradient of ybar / xbar
+    and the samples' covariance matrix (numpy), apart from the code's residual form."""
+    y, x = np.asarray(tokens, float), np.asarray(seconds, float)
+    ratio = y.mean() / x.mean()
+    grad = np.array([1 / x.mean(), -y.mean() / x.mean() ** 2])
+    se = math.sqrt(grad @ np.cov(np.vstack([y, x])) @ grad / y.size)
+    return ratio - t * se, ratio + t * se
+
+
+def test_batch_means_interval_is_the_ratio_estimators() -> None:
     def done(end, tokens=10, good=True):
         return RequestResult(SPEC, start=0.0, end=end, ok=good, usage_completion_tokens=tokens)
 
     results = [done(1), done(2), done(3), done(4.5), done(5), done(6.5), done(7)]
     results.append(done(0.5, good=False))  # failures are not completions
-    # blocks of 2 from start 0: 20 tok / 2 s, 20 / 2.5, 20 / 2; the 7th completion is left over
-    rates = [10.0, 8.0, 10.0]
-    mean = sum(rates) / 3
-    sem = math.sqrt(sum((x - mean) ** 2 for x in rates) / 2) / math.sqrt(3)
+    # blocks of 2 completions from start 0, the last taking the 7th: [0, 2] 20 tok, (2, 4.5]
+    # 20, (4.5, 7] 30. The rate is 70 / 7 = 10 tok/s (not the blocks' mean rate, 9.33);
+    # residuals 20 - 20, 20 - 25, 30 - 25: se = sqrt(50 / 2 / 3) / (7 / 3)
     low, high, n = batch_means_ci(list(reversed(results)), 0.0, 2)
     assert n == 3
-    assert low == pytest.approx(mean - T975[2] * sem)
-    assert high == pytest.approx(mean + T975[2] * sem)
+    se = math.sqrt(50 / 2 / 3) / (7 / 3)
+    assert (low, high) == (pytest.approx(10 - T975[2] * se), pytest.approx(10 + T975[2] * se))
+    assert (low, high) == pytest.approx(delta_method([20, 20, 30], [2, 2.5, 2.5], T975[2]))
     assert batch_means_ci(results[:5], 0.0, 2) is None  # two blocks only
-    # a block of zero span gives no sample
+    # equal completion times cut once: [0, 1], (1, 2], (2, 3], (3, 4]
     same = [done(1), done(1), done(1), done(1), done(2), done(3), done(4)]
     low, high, n = batch_means_ci(same, 0.0, 1)
-    assert n == 4  # five blocks, one with no span
-    # three blocks far apart: 10 tok / 1 s, 10 / 0.01 s, 10 / 1 s; the t interval's lower end
-    # (mean 340 - 4.30 * sem 330 < 0) is clamped at 0, the upper end is left as it is
+    assert n == 4
+    expected = delta_method([40, 10, 10, 10], [1, 1, 1, 1], T975[3])  # 17.5 -/+ 23.9
+    assert (low, high) == (0.0, pytest.approx(expected[1]))
+    # three blocks far apart: 10 tok / 1 s, 10 / 0.01 s, 10 / 1 s; the interval's lower end
+    # falls below 0 and is clamped there, the upper end is left as it is
     wild = [done(1), done(1.01), done(2.01)]
-    rates = [10.0, 1000.0, 10.0]
-    mean = sum(rates) / 3
-    sem = math.sqrt(sum((x - mean) ** 2 for x in rates) / 2) / math.sqrt(3)
-    assert mean - T975[2] * sem < 0
+    expected = delta_method([10, 10, 10], [1, 0.01, 1], T975[2])
+    assert expected[0] < 0
     low, high, n = batch_means_ci(wild, 0.0, 1)
     assert (low, n) == (0.0, 3)
-    assert high == pytest.approx(mean + T975[2] * sem)
+    assert high == pytest.approx(expected[1])
 
 
 def test_error_summary_groups_first_lines() -> None:
