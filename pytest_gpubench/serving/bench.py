@@ -48,7 +48,13 @@ from pytest_gpubench.serving.client import (
     RequestSpec,
     StreamingClient,
 )
-from pytest_gpubench.serving.datasets import data_info, late_trace_message, turn_metrics
+from pytest_gpubench.serving.datasets import (
+    check_replay,
+    data_info,
+    late_trace_message,
+    pytest_timeout_of,
+    turn_metrics,
+)
 from pytest_gpubench.serving.decode_batch import decode_batch
 from pytest_gpubench.serving.metrics import (
     SERVING_METRICS,
@@ -452,6 +458,11 @@ class ServeBench:
         finally:
             if isinstance(tok, ServerTokenizer):
                 tok.close()
+        if spec.trace_file is not None:  # a replay past its budget: say so before it starts
+            budget = {"the test's timeout": pytest_timeout_of(self.request.node)}
+            note = check_replay(spec.trace_file, spec.trace_time_scale, len(specs), rounds, budget)
+            if note:
+                warn_at_caller(ServingWarning(note))
         info = {
             "engine": engine.name if engine is not None else _engine_label(server),
             "model": model,

@@ -11,6 +11,7 @@ hit. Requests in flight at that moment finish and count.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -182,6 +183,13 @@ async def run_load(
             state["stopped_by"] = "trace"  # every row of the trace is sent
             break
         due = start + (arrival if arrival is not None else next(offsets))
+        if load.duration_s is not None and due >= start + load.duration_s:
+            due = start + load.duration_s  # due after the end (a trace row): wait for the end
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(due - clock(), 0))
+            if not stop.is_set():
+                state["stopped_by"] = "duration"
+            break
         delay = due - clock()
         if delay > 0:
             try:
