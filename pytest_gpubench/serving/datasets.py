@@ -173,7 +173,7 @@ def _read_records(path: Path, split: str | None) -> list[dict[str, Any]]:
     if path.is_file() and path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise GpubenchError(
                 f"dataset {path} is not JSON ({exc}); a ShareGPT file is one JSON list of "
                 '{"conversations": [...]} (for one record per line, name it .jsonl)'

@@ -198,3 +198,19 @@ def test_a_duration_ends_a_replay_whose_next_row_is_due_later(stub_server, tmp_p
     res = asyncio.new_event_loop().run_until_complete(go())
     assert res.stopped_by == "duration" and len(res.results) == 1 and res.results[0].ok
     assert res.end - res.start == pytest.approx(1.0, abs=0.5)
+
+
+def test_deeply_nested_json_data_is_one_error_naming_the_file(tmp_path: Path) -> None:
+    """A ShareGPT .json or a trace line nested past the JSON parser's limit: was a
+    RecursionError from inside."""
+    from pytest_gpubench.serving.datasets import read_conversations
+
+    deep = "[" * 100_000 + "]" * 100_000
+    dataset = tmp_path / "chats.json"
+    dataset.write_text(deep)
+    with pytest.raises(GpubenchError, match=f"dataset {dataset} is not JSON"):
+        read_conversations(dataset)
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(json.dumps(row(0)) + "\n" + deep + "\n")
+    with pytest.raises(GpubenchError, match=rf"{trace}:2: not JSON \(nested too deeply\)"):
+        read_trace(trace)
