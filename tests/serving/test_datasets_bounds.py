@@ -143,7 +143,8 @@ def test_serve_bench_refuses_a_replay_that_never_ends(
         '{"timestamp": 0, "input_length": 4, "output_length": 2}\n'
         f'{{"timestamp": {timestamp}, "input_length": 4, "output_length": 2}}\n'
     )
-    body = f"\ndef test_replay(serve_bench):\n    serve_bench(Server(URL), trace_file={str(trace)!r})\n"
+    call = f"serve_bench(Server(URL), trace_file={str(trace)!r})"
+    body = f"\ndef test_replay(serve_bench):\n    {call}\n"
     result = run_inner(pytester, body, stub_server.base_url)
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
