@@ -243,8 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except RecursionError:  # the readers name the file; this is the net under any other
         print(
-            "pytest-gpubench: error: an input file is nested too deeply to read (JSON nested "
-            "hundreds of levels deep); check the files given",
+            "pytest-gpubench: error: an input file is nested too deeply to read (hundreds of "
+            "levels of lists or objects); check the files given",
             file=sys.stderr,
         )
         return 2

@@ -114,3 +114,11 @@ def test_pareto_refuses_a_percentile_it_has_no_figure_for(tmp_path: Path) -> Non
     chart took it for the 42nd percentile's."""
     proc = cli("pareto", str(tmp_path / "any.json"), "--percentile", "42")
     assert_one_error(proc, "--percentile", "must be one of 50, 90, 95, 99, got 42")
+
+
+def test_deeply_nested_profiles_toml_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """``--profiles`` of a TOML file nested past the TOML parser's recursion limit."""
+    path = tmp_path / "profiles.toml"
+    path.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    proc = cli("devices", "--profiles", str(path))
+    assert_one_error(proc, f"device profile file {path} is not valid TOML: nested too deeply")
