@@ -2,7 +2,7 @@
 or a plugin to add engines, device profiles and serving metrics without editing the plugin.
 
 Engines and profiles are collected once, in ``pytest_configure``; serving metrics after every
-``serve_bench`` run. See the README ("Extending") for a whole example engine.
+``serve_bench`` run. See docs/extending/ for a whole example engine.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from pytest_gpubench.engines import Engine
     from pytest_gpubench.metrics.core import Metric
     from pytest_gpubench.serving.client import RequestResult
+    from pytest_gpubench.serving.schedule import LoadShape
+    from pytest_gpubench.serving.sources import RequestSource
 
 
 def pytest_gpubench_register_engines(register: Callable[..., Engine]) -> None:
@@ -37,3 +39,16 @@ def pytest_gpubench_serving_metrics(
     """Extra metrics from one ``serve_bench`` run's per-request results (every round), recorded
     beside the built-in ones with their unit and direction; a name the plugin already records
     is an error, so a plugin cannot silently redefine a built-in metric."""
+
+
+def pytest_gpubench_register_request_sources(register: Callable[..., RequestSource]) -> None:
+    """Call ``register(source)`` for each request source this plugin adds (an object with
+    ``name``, ``needs_tokenizer(workload)`` and ``draw(draw)``: serving/sources.py); a test
+    then sends its requests with ``serve_bench(server, source="name", ...)``. Asked the first
+    time a test of the run uses ``serve_bench``; registrations last for this pytest run."""
+
+
+def pytest_gpubench_register_load_shapes(register: Callable[..., LoadShape]) -> None:
+    """Call ``register(shape)`` for each load shape this plugin adds (an object with ``name``
+    and ``offsets(load)``, the seconds after the start each request is due:
+    serving/schedule.py); a test uses it as ``serve_bench(server, arrival="name", ...)``."""

@@ -96,13 +96,17 @@ def pytest_configure(config: pytest.Config) -> None:
         locations.hardware_slug(profiles, device)
     )
     machine_id.install()
-    config.stash[STATE] = RunState(settings, profiles, device, baselines, gpu=gpu)
+    run = config.stash[STATE] = RunState(settings, profiles, device, baselines, gpu=gpu)
+    if workers.is_controller(config):  # each test's results as its worker finishes it
+        receiver = workers.Receiver(config, baselines, run.verdicts, run.merged)
+        config.pluginmanager.register(receiver, "gpubench-xdist-receiver")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Progress lines through pytest's terminal reporter, on a terminal and not under -q."""
     config = session.config
     progress.install(terminal_sink(config, state(config).settings.progress))
+    locations.guard_benchmark_saves(config)  # pytest-benchmark's session: built after configure
     if workers.worker_id(config) is not None:
         workers.enable_benchmarks(config)
 
@@ -197,7 +201,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if message:
             report.outcome = "failed"
             report.longrepr = message
-    state(item.config).baselines.note(report)
+    run = state(item.config)
+    run.baselines.note(report)
+    if report.when == "teardown":  # under xdist: the test's results go with its last report
+        shipped = workers.ship_test(item, run.baselines, run.verdicts, run.gpu)
+        if shipped:
+            setattr(report, workers.REPORT_KEY, shipped)
     return report
 
 
@@ -212,6 +221,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except GpubenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     run.saved_baseline = str(saved or "")
+    if run.baselines.save_error and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # asked to save, and it did not
 
 
 @pytest.hookimpl(optionalhook=True)

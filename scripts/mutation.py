@@ -83,7 +83,7 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
         "3 min",
     ),
     "serving.bench": (
-        ["pytest_gpubench/serving/bench.py"],
+        ["pytest_gpubench/serving/aggregate.py"],
         ["tests/serving/test_error_gate.py"],
         "1 min",
     ),
@@ -97,7 +97,7 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
 # Where only part of a file is the core under test: the score counts the mutants of these
 # functions only (mutmut names them x_<function>__mutmut_N, xǁClassǁmethod__mutmut_N).
 ONLY: dict[str, str] = {
-    "serving.bench": r"\.xǁServeBenchǁ_check__mutmut_",
+    "serving.bench": r"\.x_check_result__mutmut_",
     "serving.client": r"\.x_(parse_stream|_apply_event|_shown|_count)__mutmut_",
     "results.baseline": r"\.x(_compare_metrics|_standard_error|_noise_between|_merge"
     r"|ǁFindingǁ\w+)__mutmut_",
@@ -111,7 +111,7 @@ _P = "pytest_gpubench."
 # mutants of the rest of the file (the client's transports, which wait on real timeouts) cost
 # nothing. Their other mutants show as "not checked" and are not scored.
 RUN_ONLY: dict[str, list[str]] = {
-    "serving.bench": [f"{_P}serving.bench.xǁServeBenchǁ_check__mutmut_*"],
+    "serving.bench": [f"{_P}serving.aggregate.x_check_result__mutmut_*"],
     "serving.client": [
         f"{_P}serving.client.x_{f}__mutmut_*"
         for f in ("parse_stream", "_apply_event", "_shown", "_count")
@@ -303,13 +303,13 @@ PLANTED: list[tuple[str, str, str, list[str]]] = [
     ),
     ("pytest_gpubench/serving/metrics.py", "v * 1000.0 > limit", "v * 1000.0 < limit", _SRV_TESTS),
     (
-        "pytest_gpubench/serving/bench.py",
+        "pytest_gpubench/serving/aggregate.py",
         "return self.failed / n if n else 0.0",
         "return self.failed / (n + 1) if n else 0.0",
         _SRV_TESTS,
     ),
     (
-        "pytest_gpubench/serving/bench.py",
+        "pytest_gpubench/serving/aggregate.py",
         "if result.error_rate > max_error_rate:",
         "if result.error_rate > max_error_rate + 0.05:",
         _SRV_TESTS,

@@ -1,7 +1,7 @@
-"""Regenerate the README's blocks that come from data, so they cannot go stale.
+"""Regenerate the documentation's blocks that come from data, so they cannot go stale.
 
-    python scripts/readme_lists.py          # rewrite README.md in place
-    python scripts/readme_lists.py --check  # exit 1 and show the difference if it is stale
+    python scripts/readme_lists.py          # rewrite the pages under docs/ in place
+    python scripts/readme_lists.py --check  # exit 1 and show the difference if one is stale
 
 Each block sits between marker comments, which Markdown does not render::
 
@@ -12,8 +12,12 @@ Each block sits between marker comments, which Markdown does not render::
 and is replaced by what ``BLOCKS[NAME]`` writes: the built-in device profiles, the
 ``pytest-gpubench devices`` table, a ``pytest-gpubench fit`` breakdown, the fit matrix (the
 commands' real output), the serving metric table and the peers' fields it maps from
-(``serving/metrics.py``). Text outside the markers is left as it is.
-``tests/test_readme_lists.py`` fails when the README differs.
+(``serving/metrics.py``), the options table (``settings.py``), an ``advise`` run and its
+leave-one-out prediction-error table over the stored baselines (``advise/validate.py``). Each
+block sits in one page of ``docs/`` (README.md and every page there are read; a block must
+appear exactly once across them). Text outside the markers is left as it is.
+``tests/test_readme_lists.py`` fails when a page differs. (The name is historical: these blocks
+lived in the README until the manual moved to the documentation site.)
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 sys.path.insert(0, str(ROOT))  # this checkout's package, whatever else is installed
 
 COMMAND = "python scripts/readme_lists.py"
@@ -50,7 +55,7 @@ def _cli(*argv: str) -> list[str]:
 
 
 def _console(argv: tuple[str, ...], lines: list[str]) -> list[str]:
-    return ["```", "$ pytest-gpubench " + " ".join(argv), *lines, "```"]
+    return ["```console", "$ pytest-gpubench " + " ".join(argv), *lines, "```"]
 
 
 def profiles() -> list[str]:
@@ -77,6 +82,33 @@ def devices() -> list[str]:
 
 FIT_EXAMPLE = ("fit", "openai/gpt-oss-120b", "--quant", "mxfp4", "--context", "32k")
 FIT_MATRIX = ("fit", "--matrix", "--context", "32k")
+ADVISE_MODEL = ("meta-llama/Llama-3.1-8B-Instruct", "--quant", "q4_k_m", "--engine", "llamacpp")
+ADVISE_DEVICES = ("--devices", "rtx4090,spark,h100,h200")
+
+
+def _stored() -> list[str]:
+    """The measured baselines and published references, as `baselines/*.json
+    baselines/reference/*.json` expands in the repository root."""
+    found = [*sorted((ROOT / "baselines").glob("*.json"))]
+    found += sorted((ROOT / "baselines" / "reference").glob("*.json"))
+    return [str(p) for p in found]
+
+
+def advise_example() -> list[str]:
+    shown = ("advise", *ADVISE_MODEL, *ADVISE_DEVICES, "--baselines", "baselines/*.json",
+             "baselines/reference/*.json")  # fmt: skip
+    return _console(
+        shown, _cli("advise", *ADVISE_MODEL, *ADVISE_DEVICES, "--baselines", *_stored())
+    )
+
+
+def prediction_error() -> list[str]:
+    """advise's leave-one-out table over the stored files (pytest_gpubench/advise/validate.py)."""
+    from pytest_gpubench.advise import validate
+    from pytest_gpubench.advise.sources import read
+    from pytest_gpubench.devices import load_profiles
+
+    return ["", *validate.markdown(validate.rows(read(_stored()), load_profiles(None))), ""]
 
 
 def fit_example() -> list[str]:
@@ -99,6 +131,24 @@ def peer_fields() -> list[str]:
     return ["", *peer_field_table(), ""]
 
 
+def _cell(text: str) -> str:
+    return text.replace("%%", "%").replace("|", "\\|").replace("<", "&lt;")
+
+
+def options() -> list[str]:
+    """Every option of ``settings.OPTIONS``: flags, environment variable, ini key, default."""
+    from pytest_gpubench.settings import OPTIONS
+
+    rows = ["", "| option | env | ini | default | what it does |", "|---|---|---|---|---|"]
+    for opt in OPTIONS:
+        flags = ", ".join(f"`{flag}`" for flag in opt.flags)
+        env = f"`{opt.env}`" if opt.env else "-"
+        ini = f"`{opt.ini}`" if opt.ini else "-"
+        default = "-" if opt.default in (None, False) else f"`{opt.default}`"
+        rows.append(f"| {flags} | {env} | {ini} | {default} | {_cell(opt.help)} |")
+    return [*rows, ""]
+
+
 BLOCKS: dict[str, Callable[[], list[str]]] = {
     "profiles": profiles,
     "devices": devices,
@@ -106,11 +156,14 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "fit-matrix": fit_matrix,
     "serving-metrics": serving_metrics,
     "peer-fields": peer_fields,
+    "options": options,
+    "advise-example": advise_example,
+    "prediction-error": prediction_error,
 }
 
 
-def render(text: str) -> str:
-    """``text`` with every generated block rewritten; every block in BLOCKS must be there."""
+def render_page(text: str, where: str = "page") -> tuple[str, set[str]]:
+    """``text`` with each generated block in it rewritten, and the names of those blocks."""
     lines = text.splitlines()
     out: list[str] = []
     seen: set[str] = set()
@@ -124,56 +177,77 @@ def render(text: str) -> str:
             continue
         name = start["name"]
         if name not in BLOCKS:
-            raise ValueError(f"README line {i}: unknown generated block {name!r}")
+            raise ValueError(f"{where} line {i}: unknown generated block {name!r}")
         if name in seen:
-            raise ValueError(f"README line {i}: block {name!r} appears twice")
+            raise ValueError(f"{where} line {i}: block {name!r} appears twice")
         try:
             end = lines.index(END, i)
         except ValueError:
-            raise ValueError(f"README line {i}: block {name!r} has no {END}") from None
+            raise ValueError(f"{where} line {i}: block {name!r} has no {END}") from None
         out += BLOCKS[name]()
         out.append(END)
         seen.add(name)
         i = end + 1
-    missing = sorted(set(BLOCKS) - seen)
+    return "\n".join(out) + "\n", seen
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """README.md and every Markdown page of the site, in a stable order."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
+def render_all(texts: dict[Path, str]) -> dict[Path, str]:
+    """Every page rewritten; each block in BLOCKS must appear in exactly one of them."""
+    found: dict[str, Path] = {}
+    new: dict[Path, str] = {}
+    for path, text in texts.items():
+        new[path], seen = render_page(text, path.name)
+        for name in seen:
+            if name in found:
+                raise ValueError(f"block {name!r} appears in {found[name].name} and {path.name}")
+            found[name] = path
+    missing = sorted(set(BLOCKS) - set(found))
     if missing:
-        raise ValueError(f"README has no generated block for {', '.join(missing)}")
-    return "\n".join(out) + "\n"
+        raise ValueError(f"no page has a generated block for {', '.join(missing)}")
+    return new
 
 
-def diff(path: Path = README) -> list[str]:
-    """The unified diff from the README as it is to what this script would write."""
-    current = path.read_text()
-    return list(
-        difflib.unified_diff(
-            current.splitlines(),
-            render(current).splitlines(),
-            f"{path.name} (as it is)",
-            f"{path.name} (generated)",
+def diff(texts: dict[Path, str] | None = None) -> list[str]:
+    """The unified diff from the pages as they are to what this script would write."""
+    if texts is None:
+        texts = {path: path.read_text() for path in pages()}
+    changes: list[str] = []
+    for path, new in render_all(texts).items():
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        changes += difflib.unified_diff(
+            texts[path].splitlines(),
+            new.splitlines(),
+            f"{name} (as it is)",
+            f"{name} (generated)",
             lineterm="",
         )
-    )
+    return changes
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only report a stale README")
+    parser.add_argument("--check", action="store_true", help="only report a stale page")
     args = parser.parse_args(argv)
+    texts = {path: path.read_text() for path in pages()}
     if args.check:
-        changes = diff()
+        changes = diff(texts)
         if changes:
             print("\n".join(changes))
-            print(f"\nREADME.md is stale: run `{COMMAND}`", file=sys.stderr)
+            print(f"\nthe docs are stale: run `{COMMAND}`", file=sys.stderr)
             return 1
-        print("README.md is up to date")
+        print("the docs are up to date")
         return 0
-    current = README.read_text()
-    new = render(current)
-    if new != current:
-        README.write_text(new)
-        print("rewrote README.md")
-    else:
-        print("README.md is up to date")
+    new = render_all(texts)
+    rewritten = [path for path in new if new[path] != texts[path]]
+    for path in rewritten:
+        path.write_text(new[path])
+    names = ", ".join(str(path.relative_to(ROOT)) for path in rewritten)
+    print(f"rewrote {names}" if rewritten else "the docs are up to date")
     return 0
 
 

@@ -66,13 +66,13 @@ def start_stub():
 
 @pytest.fixture(scope="session")
 def example_engine() -> str:
-    """The README's example engine module ("Adding an engine"), as a conftest.py text: the
-    test suite's stub server standing in for an OpenAI-compatible binary."""
+    """The documentation's example engine module (docs/extending/example-engine.md), as a
+    conftest.py text: the test suite's stub server standing in for an OpenAI-compatible binary."""
     import re
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    page = Path(__file__).resolve().parents[1] / "docs" / "extending" / "example-engine.md"
     found = re.search(
-        r"<!-- example engine -->\n```python\n(.*?)```\n<!-- /example engine -->", text, re.S
+        r"<!-- example engine -->\n```python\n(# conftest\.py\n.*?)```\n", page.read_text(), re.S
     )
-    assert found, "README lost its example engine block"
+    assert found, f"{page} lost its example engine block"
     return found.group(1)

@@ -36,6 +36,7 @@ LAYERS: list[set[str]] = [
     {"workloads"},
     {"distributed"},
     {"report"},
+    {"advise"},
     {"cli"},
     {"testing"},
     {"state"},

@@ -27,6 +27,7 @@ from pytest_gpubench.metrics.bound import Verdict
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import rate_interval, spread_of, summarize
 from pytest_gpubench.results.record import record_bound, record_metric, record_note
+from pytest_gpubench.results.sections import read_placement, write_bound, write_telemetry_note
 
 
 def cuda_synchronizer() -> Callable[[], None]:
@@ -182,7 +183,7 @@ class GpuBench:
             if key in t:
                 self.metric(key, t[key], unit, hib)
         if self.telemetry_note:
-            self.benchmark.extra_info["telemetry"] = self.telemetry_note
+            write_telemetry_note(self.benchmark.extra_info, self.telemetry_note)
             record_note(self.request, f"{self.telemetry_note}; host memory recorded instead")
 
     @usage_errors_fail("gpubench")
@@ -249,16 +250,16 @@ class GpuBench:
 
     def _model(self, model: str | None, quant: str | None) -> tuple[Any, str]:
         from pytest_gpubench.models.catalog import load_spec
+        from pytest_gpubench.selection.markers import model_of  # parsed at collection
 
-        mark = self.request.node.get_closest_marker("model")
         if model is None:
-            if mark is None or not mark.args:
+            marked = model_of(self.request.node)
+            if marked is None:
                 raise GpubenchError(
                     f"{self.request.node.nodeid}: a roofline needs the model: pass model= or "
                     "mark the test with @pytest.mark.model(...)"
                 )
-            model = str(mark.args[0])
-            quant = quant or mark.kwargs.get("quant")
+            model, quant = marked.model, quant or marked.quant
         spec, resolved = load_spec(model)
         if quant is None:
             formats = getattr(resolved.entry, "default_formats", None) or ["bf16"]
@@ -336,12 +337,8 @@ class GpuBench:
         """Judge and record what bounded this result (metrics/bound.py), once the test's work
         is done: placement and data-wait facts arrive after the timed rounds. None on a run
         without GPU telemetry and no offload."""
-        placement = self.benchmark.extra_info.get("placement") or {}
-        offload = (
-            str(placement.get("describe") or "layers or KV cache on the CPU")
-            if placement.get("offloaded")
-            else None
-        )
+        placement = read_placement(self.benchmark.extra_info)
+        offload = placement.offload if placement is not None else None
         if not self.timed_s and not offload:
             return None
         wall = self.timed_s
@@ -379,7 +376,7 @@ class GpuBench:
                 False,
                 description="share of the timed work spent waiting for the next batch",
             )
-        self.benchmark.extra_info["bound"] = verdict.as_dict()
+        write_bound(self.benchmark.extra_info, verdict)
         record_bound(self.request, verdict)
         if verdict.bound not in ("gpu", "offload"):  # an offload has its PlacementWarning
             # attributed to the benchmark's own line, not to this module

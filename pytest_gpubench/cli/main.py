@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pytest_gpubench.cli import advise as advise_cli
 from pytest_gpubench.cli import fit as fit_cli
 from pytest_gpubench.devices import describe, detect, load_profiles
 from pytest_gpubench.devices.select import auto_profile
@@ -84,7 +85,7 @@ def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pytest_gpubench.report import compare
-    from pytest_gpubench.results.atomic import write_text_atomic
+    from pytest_gpubench.results.atomic import write_or_explain
 
     frame = compare.compare_files(args.files, dict(args.matches or []), detail=True)
     if len(args.files) > 1 and not args.all:
@@ -103,10 +104,10 @@ def _compare(args: argparse.Namespace) -> int:
     for line in compare.to_text(frame):
         print(line)
     if args.markdown:
-        write_text_atomic(Path(args.markdown), compare.to_markdown(frame))
+        write_or_explain(Path(args.markdown), compare.to_markdown(frame))
         print(f"wrote {args.markdown}")
     if args.csv:
-        write_text_atomic(Path(args.csv), frame[compare.LONG_COLUMNS].to_csv(index=False))
+        write_or_explain(Path(args.csv), frame[compare.LONG_COLUMNS].to_csv(index=False))
         print(f"wrote {args.csv}")
     if args.html:
         from pytest_gpubench.report import pareto
@@ -116,7 +117,7 @@ def _compare(args: argparse.Namespace) -> int:
         except GpubenchError:
             curves = None
         page = compare.to_html(frame, base=Path(args.html).parent, pareto=curves)
-        write_text_atomic(Path(args.html), page)
+        write_or_explain(Path(args.html), page)
         print(f"wrote {args.html}")
     if args.png:
         for path in compare.to_png(frame, Path(args.png)):
@@ -131,7 +132,7 @@ def _pareto(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pytest_gpubench.report import pareto
-    from pytest_gpubench.results.atomic import write_text_atomic
+    from pytest_gpubench.results.atomic import write_or_explain
     from pytest_gpubench.serving.sweep import check_percentile
 
     try:  # checked with or without --slo: a percentile 42 was accepted silently
@@ -150,7 +151,7 @@ def _pareto(args: argparse.Namespace) -> int:
     if args.html:
         from pytest_gpubench.report.page import render_pareto
 
-        write_text_atomic(Path(args.html), render_pareto(curves))
+        write_or_explain(Path(args.html), render_pareto(curves))
         print(f"wrote {args.html}")
     return 0
 
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     par.set_defaults(func=_pareto)
     fit_cli.add_parser(sub)
+    advise_cli.add_parser(sub)
     return parser
 
 

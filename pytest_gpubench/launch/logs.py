@@ -25,13 +25,29 @@ _counter = itertools.count(1)
 
 
 def log_file(log_dir: Path, engine: str, model: str, launcher: str) -> Path:
+    """A new, empty log file of its own for one server start, created here.
+
+    ``<date>-<time>[-<xdist worker>]-<pid>-<counter>-<engine>-<model>-<launcher>.log``: two
+    pytest runs started in the same second from one folder count from 1 each, so the pid
+    keeps their files apart (one shared file mixed two servers' output, and the stall and
+    placement readers, which read the server's file, then saw the other server's lines). The
+    file is created exclusively, so a name that exists anyway is never appended to.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model)[:60]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     # pytest-xdist workers count from 1 each: the worker's name keeps their files apart
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     stamp += f"-{worker}" if worker else ""
-    return log_dir / f"{stamp}-{next(_counter):03d}-{engine}-{safe}-{launcher}.log"
+    while True:
+        path = (
+            log_dir / f"{stamp}-{os.getpid()}-{next(_counter):03d}-{engine}-{safe}-{launcher}.log"
+        )
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue  # taken (a reused pid, the same second): the next number
+        return path
 
 
 class ServerLog:

@@ -19,7 +19,7 @@ Every GPU result therefore carries a ``bound`` verdict:
 - ``unknown``: the timed span was too short for NVML's utilisation to mean anything.
 
 The threshold comes from measurement, not taste (H100 2026-11-23 and H200 2026-12-01 runs,
-docs/h100.md and docs/gpu-paths/): work that keeps the GPU fed read 72-100% (a bf16 matmul loop
+docs/h100.md and archive/gpu-paths/): work that keeps the GPU fed read 72-100% (a bf16 matmul loop
 100%, Z-Image 94%, FLUX.2-klein 78%, llama.cpp decode 72-78%), while the runs bounded by our
 harness read 22-37% (RT-DETRv2's in-process pre-processing 24%, the Gemma fine-tune 22-25%,
 eager 8B ``generate()`` 27-37%). Any value in 37..72 separates the two groups; 60 sits clear of

@@ -14,7 +14,7 @@ from pytest_gpubench.selection.fit import Verdict
 
 
 def baseline_lines(run: BaselineRun, saved: str) -> list[str]:
-    lines: list[str] = []
+    lines = [f"gpubench: no result for {nodeid}: {why}" for nodeid, why in run.lost.items()]
     if run.compare is not None:
         improved = [
             (nodeid, f)
@@ -47,8 +47,10 @@ def baseline_lines(run: BaselineRun, saved: str) -> list[str]:
         lines += [f"  no baseline entry: {nodeid}" for nodeid in run.missing]
     if saved:
         lines.append(f"gpubench baseline saved: {saved}")
+    if run.save_error:
+        lines.append(f"gpubench baseline NOT saved, the stored file is unchanged: {run.save_error}")
     if run.save_path is not None:
-        if not saved and not run.kept:
+        if not saved and not run.kept and not run.save_error:
             lines.append(f"gpubench baseline not saved ({run.save_path}): no benchmark passed")
         for nodeid, why in sorted(run.kept.items()):
             what = "kept the stored entry" if nodeid in run.had_entry else "not saved"

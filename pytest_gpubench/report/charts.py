@@ -461,23 +461,26 @@ def write_charts(
     frame: pd.DataFrame, folder: Path, formats: Sequence[str] = ("png",)
 ) -> list[Path]:
     """Write ``<metric>.<format>`` per metric into ``folder``; returns the paths written."""
-    from pytest_gpubench.results.atomic import write_text_atomic
+    from pytest_gpubench.results.atomic import write_error, write_or_explain
 
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise GpubenchError(f"chart format {bad[0]!r}: use one of {', '.join(FORMATS)}")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(folder, exc) from None
     written = []
     for i, chart in enumerate(chart_data(frame)):
         fig, tips = figure(chart, f"m{i}")
         for fmt in formats:
             path = folder / f"{_safe_name(chart.metric)}.{fmt}"
             if fmt == "svg":
-                write_text_atomic(path, _svg_with_tips(fig, tips))
+                write_or_explain(path, _svg_with_tips(fig, tips))
             else:
                 buffer = BytesIO()
                 fig.savefig(buffer, format="png", dpi=DPI)
-                write_text_atomic(path, buffer.getvalue())
+                write_or_explain(path, buffer.getvalue())
             written.append(path)
     return written
 
@@ -565,16 +568,15 @@ def pareto_figure(curves: Sequence[Any], title: str = "") -> Figure:
 
 def write_pareto(curves: Sequence[Any], path: Path, title: str = "") -> Path:
     """The chart as PNG (or SVG, by the file's suffix), written atomically."""
-    from pytest_gpubench.results.atomic import write_text_atomic
+    from pytest_gpubench.results.atomic import write_or_explain
 
     fig = pareto_figure(curves, title)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".svg":
-        write_text_atomic(path, pareto_svg(curves, title))
+        write_or_explain(path, pareto_svg(curves, title))
         return path
     buf = BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
-    write_text_atomic(path, buf.getvalue())
+    write_or_explain(path, buf.getvalue())
     return path
 
 

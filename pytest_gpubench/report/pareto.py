@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.results.baseline import Baseline
+from pytest_gpubench.results.baseline import Baseline, Entry
+from pytest_gpubench.results.sections import CAPACITY, PointRecord, metric_value, read_sweeps
 from pytest_gpubench.serving.sweep import pareto_frontier
 
 X = "output_tok_s_per_user"
@@ -89,24 +90,12 @@ class Curve:
         return self.device if not self.key else f"{self.device}: {self.key}"
 
 
-def _value(raw: Any) -> float | None:
-    v = raw.get("value") if isinstance(raw, Mapping) else raw
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        return None
-    return float(v)
-
-
-def _points(raw_points: Any) -> list[Point]:
+def _points(records: Iterable[PointRecord]) -> list[Point]:
     out = []
-    for p in raw_points if isinstance(raw_points, list) else []:
-        if not isinstance(p, Mapping):
-            continue
-        metrics = p.get("metrics") if isinstance(p.get("metrics"), Mapping) else {}
-        x, y = _value(metrics.get(X)), _value(metrics.get(Y))
-        c = p.get("concurrency")
+    for p in records:
+        x, y = p.value(X), p.value(Y)
         if x is not None and y is not None:
-            conc = c if isinstance(c, int) and not isinstance(c, bool) else None
-            out.append(Point(x, y, conc, str(p.get("label") or ""), _latency(metrics)))
+            out.append(Point(x, y, p.concurrency, p.label, _latency(p.metrics)))
     return out
 
 
@@ -114,11 +103,11 @@ def _latency(metrics: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name in SLO_METRICS:
         raw = metrics.get(name)
-        value = _value(raw)
+        value = metric_value(raw)
         if value is None or not isinstance(raw, Mapping):
             continue
         spread = raw.get("spread") if isinstance(raw.get("spread"), Mapping) else {}
-        out[name] = {"value": value, **{k: float(v) for k, v in spread.items() if _value(v)}}
+        out[name] = {"value": value, **{k: float(v) for k, v in spread.items() if metric_value(v)}}
     return out
 
 
@@ -206,41 +195,18 @@ def _short(key: str) -> str:
 def curves_of(b: Baseline) -> list[Curve]:
     """The curves one loaded file carries (none when it has no sweep points)."""
     found: list[Curve] = []
-    raw = b.document.get("benchmarks") if isinstance(b.document, Mapping) else None
-    by_key: dict[str, Mapping[str, Any]] = {}
-    for bench in raw if isinstance(raw, list) else []:
-        if not isinstance(bench, Mapping):
-            continue
-        extra = bench.get("extra_info") if isinstance(bench.get("extra_info"), Mapping) else {}
-        meta = extra.get("gpubench") if isinstance(extra.get("gpubench"), Mapping) else {}
-        key = str(meta.get("key") or bench.get("fullname") or "")
-        by_key[key] = extra
     for key, entry in b.entries.items():
-        extra = by_key.get(key, {})
         points: list[Point] = []
         capacity = None
         slo: dict[str, float] = {}
         pct = None
-        for part in ("sweep", "capacity"):
-            info = extra.get(part) if isinstance(extra.get(part), Mapping) else None
-            if info is None:
-                continue
-            points += _points(info.get("points"))
-            if isinstance(info.get("slo_ms"), Mapping):
-                slo.update({k: float(v) for k, v in info["slo_ms"].items() if _value(v)})
-            if part == "capacity":
-                capacity = info.get("max_concurrency")
-                pct = info.get("percentile")
+        for record in read_sweeps(entry.extra):
+            points += _points(record.points)
+            slo.update(record.slo_ms)
+            if record.kind == CAPACITY:
+                capacity, pct = record.max_concurrency, record.percentile
         if not points:  # per-point metric names (a reference written by hand)
-            pairs: dict[str, dict[str, float]] = {}
-            for name, m in entry.metrics.items():
-                hit = _LABEL.match(name)
-                if hit and hit["base"] in (X, Y):
-                    pairs.setdefault(hit["label"], {})[hit["base"]] = m.value
-            for label, xy in pairs.items():
-                if X in xy and Y in xy:
-                    conc = int(label[1:]) if re.fullmatch(r"c\d+", label) else None
-                    points.append(Point(xy[X], xy[Y], conc, label))
+            points = _named_points(entry)
         if "capacity_users" in entry.metrics and capacity is None:
             m = entry.metrics["capacity_users"]
             capacity = int(m.value)
@@ -249,13 +215,25 @@ def curves_of(b: Baseline) -> list[Curve]:
             )
             pct = int(m.spread["percentile"]) if "percentile" in m.spread else pct
         if points:
-            cap = capacity if isinstance(capacity, int) and not isinstance(capacity, bool) else None
-            found.append(
-                Curve(b.label, _short(key), points, cap, slo, pct, str(b.path))
-            )  # fmt: skip
+            found.append(Curve(b.label, _short(key), points, capacity, slo, pct, str(b.path)))
     if not found:
         found += _peer_curves(b)
     return found
+
+
+def _named_points(entry: Entry) -> list[Point]:
+    """Points from metrics named per point (``output_tok_s_per_user.c4``)."""
+    pairs: dict[str, dict[str, float]] = {}
+    for name, m in entry.metrics.items():
+        hit = _LABEL.match(name)
+        if hit and hit["base"] in (X, Y):
+            pairs.setdefault(hit["label"], {})[hit["base"]] = m.value
+    points = []
+    for label, xy in pairs.items():
+        if X in xy and Y in xy:
+            conc = int(label[1:]) if re.fullmatch(r"c\d+", label) else None
+            points.append(Point(xy[X], xy[Y], conc, label))
+    return points
 
 
 def _peer_curves(b: Baseline) -> list[Curve]:

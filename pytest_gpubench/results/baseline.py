@@ -10,6 +10,10 @@ works on it as-is) extended with:
 - top-level ``gpubench``: ``schema``, ``kind`` ("measured" or "published"), ``device``
   (profile, detected GPU, driver, CUDA), ``environment`` (plugin and package versions, engines,
   commit) and ``skipped`` (benchmarks that did not fit or did not run, with the reason).
+
+Each ``extra_info`` section (these two and the ones serving, workloads and the bound verdict
+add) is read and written through ``results/sections.py``; a loaded ``Entry`` keeps its whole
+``extra_info`` for the readers of the others (pareto, stored sweep points).
 """
 
 from __future__ import annotations
@@ -24,6 +28,20 @@ from typing import Any
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import UNGATED, Metric
 from pytest_gpubench.results.atomic import write_text_atomic
+from pytest_gpubench.results.sections import (
+    META,
+    bad,
+    entry_key,
+    extra_in,
+    json_object,
+    json_text,
+    kind_of,
+    parse_metric,
+    read_meta,
+    read_metrics,
+)
+
+__all__ = ["Baseline", "Entry", "Finding", "load", "merge", "parse_metric", "write_atomic"]
 
 SCHEMA_VERSION = 1
 KINDS = ("measured", "published")
@@ -40,6 +58,8 @@ class Entry:
     # repository's FLUX.2-klein run and benchmarks/...::test_flux2_klein_4b), so a comparison
     # lines the published figure up with a measured one.
     matches: str = ""
+    # the entry's whole extra_info as stored, for readers of its other sections (sections.py)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def row_key(self) -> str:
@@ -69,68 +89,6 @@ class Baseline:
         return self.profile + (" (published)" if self.kind == "published" else "")
 
 
-def _bad(path: Path, where: str, problem: str) -> GpubenchError:
-    return GpubenchError(f"{path}: {where}: {problem}")
-
-
-def _kind_of(value: Any) -> str:
-    """How a JSON value reads in an error message: 'a string', 'a list', 'null', ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    names = {str: "a string", list: "a list", dict: "an object", int: "a number", float: "a number"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _object(path: Path, where: str, value: Any) -> dict[str, Any]:
-    """``value`` when it is a JSON object; absent or null is an empty one; else an error."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _bad(path, where, f"must be an object, got {_kind_of(value)}")
-    return value
-
-
-def _text(path: Path, where: str, value: Any, default: str = "") -> str:
-    """``value`` when it is a string; absent or null is ``default``; else an error."""
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise _bad(path, where, f"must be a string, got {_kind_of(value)}")
-    return value
-
-
-def parse_metric(path: Path, where: str, name: str, raw: Any) -> Metric:
-    if not isinstance(raw, dict):
-        raise _bad(path, where, f"metric {name!r} must be an object with value and unit")
-    for key in ("value", "unit", "higher_is_better"):
-        if key not in raw:
-            raise _bad(path, where, f"metric {name!r} has no {key!r}")
-    if not isinstance(raw["higher_is_better"], bool):
-        raise _bad(path, where, f"metric {name!r} field 'higher_is_better' must be true or false")
-    if not isinstance(raw["unit"], str) or not raw["unit"]:
-        raise _bad(path, where, f"metric {name!r} field 'unit' must be a non-empty string")
-    spread = raw.get("spread") or {}
-    if not isinstance(spread, dict):
-        raise _bad(path, where, f"metric {name!r} field 'spread' must be an object")
-    try:
-        return Metric(
-            name,
-            raw["value"],
-            raw["unit"],
-            raw["higher_is_better"],
-            {
-                k: v
-                for k, v in spread.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            },
-            str(raw.get("description", "")),
-        )
-    except GpubenchError as exc:
-        raise _bad(path, where, str(exc)) from None
-
-
 def from_document(path: Path, doc: Any) -> Baseline:
     """Validate a baseline, a published reference or a plain pytest-benchmark JSON file.
 
@@ -138,67 +96,56 @@ def from_document(path: Path, doc: Any) -> Baseline:
     one ``GpubenchError`` naming the file and the field, never an exception from inside.
     """
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
-        raise _bad(
+        raise bad(
             path, "top level", "not a pytest-benchmark or gpubench JSON file (no 'benchmarks' list)"
         )
     ours = doc.get("gpubench")
     if ours is None:  # a plain --benchmark-json / autosave file: take what it has
-        machine = _object(path, "machine_info", doc.get("machine_info"))
-        gpu = _object(path, "machine_info.gpu", machine.get("gpu"))
+        machine = json_object(path, "machine_info", doc.get("machine_info"))
+        gpu = json_object(path, "machine_info.gpu", machine.get("gpu"))
         ours = {"schema": SCHEMA_VERSION, "kind": "measured", "device": {}, "skipped": {}}
         ours["device"] = {
-            "profile": _text(path, "machine_info.gpu.profile", gpu.get("profile")) or path.stem,
-            "gpu": _text(path, "machine_info.gpu.name", gpu.get("name")),
+            "profile": json_text(path, "machine_info.gpu.profile", gpu.get("profile")) or path.stem,
+            "gpu": json_text(path, "machine_info.gpu.name", gpu.get("name")),
         }
     if not isinstance(ours, dict):
-        raise _bad(path, "gpubench", f"must be an object, got {_kind_of(ours)}")
+        raise bad(path, "gpubench", f"must be an object, got {kind_of(ours)}")
     if ours.get("schema") != SCHEMA_VERSION:
-        raise _bad(
+        raise bad(
             path,
             "gpubench.schema",
             f"schema version {ours.get('schema')!r} is not supported (this plugin reads "
             f"{SCHEMA_VERSION}); re-save it with --gpubench-save-baseline",
         )
     if ours.get("kind") not in KINDS:
-        raise _bad(path, "gpubench.kind", f"must be one of {', '.join(KINDS)}")
+        raise bad(path, "gpubench.kind", f"must be one of {', '.join(KINDS)}")
     device = ours.get("device")
     if not isinstance(device, dict) or not device.get("profile"):
-        raise _bad(path, "gpubench.device.profile", "missing: name the device profile")
-    _text(path, "gpubench.device.profile", device["profile"])
-    _text(path, "gpubench.device.gpu", device.get("gpu"))
-    environment = _object(path, "gpubench.environment", ours.get("environment"))
-    datetime = _text(path, "datetime", doc.get("datetime"))
+        raise bad(path, "gpubench.device.profile", "missing: name the device profile")
+    json_text(path, "gpubench.device.profile", device["profile"])
+    json_text(path, "gpubench.device.gpu", device.get("gpu"))
+    environment = json_object(path, "gpubench.environment", ours.get("environment"))
+    datetime = json_text(path, "datetime", doc.get("datetime"))
     entries: dict[str, Entry] = {}
     for i, bench in enumerate(doc["benchmarks"]):
         where = f"benchmarks[{i}]"
         if not isinstance(bench, dict) or not isinstance(bench.get("fullname"), str):
-            raise _bad(path, where, "each benchmark needs a 'fullname'")
-        extra = _object(path, f"{where}.extra_info", bench.get("extra_info"))
-        meta = _object(path, f"{where}.extra_info.gpubench", extra.get("gpubench"))
-        at = f"{where}.extra_info.gpubench"
-        key = _text(path, f"{at}.key", meta.get("key")) or bench["fullname"]
-        raw_metrics = _object(path, f"{where}.extra_info.metrics", extra.get("metrics"))
-        metrics = {
-            name: parse_metric(path, f"{where}.extra_info.metrics.{name}", name, raw)
-            for name, raw in raw_metrics.items()
-        }
-        entries[key] = Entry(
-            key,
-            metrics,
-            _text(path, f"{at}.date", meta.get("date")) or datetime,
-            _text(path, f"{at}.source", meta.get("source")),
-            dict(_object(path, f"{at}.conditions", meta.get("conditions"))),
-            _text(path, f"{at}.matches", meta.get("matches")),
+            raise bad(path, where, "each benchmark needs a 'fullname'")
+        extra = json_object(path, f"{where}.extra_info", bench.get("extra_info"))
+        meta = read_meta(extra, bench["fullname"], path, f"{where}.extra_info", datetime)
+        metrics = read_metrics(extra, path, f"{where}.extra_info")
+        entries[meta.key] = Entry(
+            meta.key, metrics, meta.date, meta.source, meta.conditions, meta.matches, extra
         )
     skipped = ours.get("skipped") or {}
     if not isinstance(skipped, dict):
-        raise _bad(path, "gpubench.skipped", "must be an object of key -> {reason}")
+        raise bad(path, "gpubench.skipped", "must be an object of key -> {reason}")
     for key, skip in skipped.items():
         if not isinstance(skip, dict):
-            raise _bad(
+            raise bad(
                 path,
                 f"gpubench.skipped.{key}",
-                f"must be an object with a reason, got {_kind_of(skip)}",
+                f"must be an object with a reason, got {kind_of(skip)}",
             )
     return Baseline(
         path,
@@ -228,7 +175,7 @@ def load(path: str | os.PathLike[str]) -> Baseline:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise _bad(
+        raise bad(
             p,
             f"line {line}",
             f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
@@ -237,9 +184,9 @@ def load(path: str | os.PathLike[str]) -> Baseline:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _bad(p, f"line {exc.lineno}", f"not valid JSON ({exc.msg})") from None
+        raise bad(p, f"line {exc.lineno}", f"not valid JSON ({exc.msg})") from None
     except RecursionError:
-        raise _bad(p, "top level", "not valid JSON (nested too deeply)") from None
+        raise bad(p, "top level", "not valid JSON (nested too deeply)") from None
     found = from_document(p, doc)
     _refuse_duplicates(p, doc["benchmarks"])
     return found
@@ -250,10 +197,9 @@ def _refuse_duplicates(path: Path, benchmarks: list[dict[str, Any]]) -> None:
     gate compared against a number the file's reader could not tell from the other."""
     first: dict[str, int] = {}
     for i, bench in enumerate(benchmarks):
-        meta = (bench.get("extra_info") or {}).get("gpubench") or {}
-        key = meta.get("key") or bench["fullname"]
+        key = entry_key(bench)
         if key in first:
-            raise _bad(
+            raise bad(
                 path,
                 f"benchmarks[{i}]",
                 f"entry {key!r} is already benchmarks[{first[key]}]; a file holds each entry "
@@ -271,13 +217,8 @@ def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """New results replace old ones of the same key; entries not run this time are kept."""
     if old is None:
         return new
-    new_keys = {b["extra_info"]["gpubench"]["key"] for b in new["benchmarks"]}
-    kept = [
-        b
-        for b in old["benchmarks"]
-        if ((b.get("extra_info") or {}).get("gpubench") or {}).get("key", b["fullname"])
-        not in new_keys
-    ]
+    new_keys = {extra_in(b)[META]["key"] for b in new["benchmarks"]}
+    kept = [b for b in old["benchmarks"] if entry_key(b) not in new_keys]
     merged = dict(new)
     merged["benchmarks"] = kept + new["benchmarks"]
     skipped = dict((old.get("gpubench") or {}).get("skipped") or {})

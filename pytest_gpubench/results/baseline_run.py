@@ -15,6 +15,7 @@ from pytest_gpubench.devices.profile import ProfileSet
 from pytest_gpubench.devices.select import SelectedDevice
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import HOST_BUSY_CORES, Metric
+from pytest_gpubench.results.atomic import check_writable, exclusive_lock, write_error
 from pytest_gpubench.results.baseline import (
     Baseline,
     Finding,
@@ -48,6 +49,8 @@ class BaselineRun:
     rerun: set[str] = field(default_factory=set)  # suspects waiting for their re-measurement
     # pytest-benchmark's results as JSON, sent by the xdist workers (results/workers.py)
     shipped: list[dict] = field(default_factory=list)
+    save_error: str = ""  # why the save failed (a full or read-only disk): one line
+    lost: dict[str, str] = field(default_factory=dict)  # nodeid -> why its result never came
 
     def note(self, report: pytest.TestReport) -> None:
         """Track each test's outcome from its reports: only a test whose every phase passed
@@ -76,6 +79,7 @@ class BaselineRun:
             "failed": "this run failed",
             "errored": "this run errored",
             "skipped": "this run skipped it",
+            "crashed": "its pytest-xdist worker crashed while running it",
         }.get(outcome or "", "this run did not finish it (interrupted)")
 
     compare_to: list[Baseline] = field(default_factory=list)
@@ -110,6 +114,7 @@ def prepare(settings: Settings, profiles: ProfileSet, device: SelectedDevice) ->
                         f"is on {here}; save elsewhere (--gpubench-save-baseline=PATH) or pass "
                         "--gpubench-force-baseline"
                     )
+        check_writable(path)  # a folder that cannot take the file: say so before the run
         run.save_path = path
     return run
 
@@ -135,6 +140,7 @@ def check(
         if item.nodeid not in run.missing:
             run.missing.append(item.nodeid)
         return None
+    # the tolerance marker as collection parsed it (kept on the item: selection/markers.py)
     found = compare_metrics(metrics, entry.metrics, tolerances(item), default_tolerance)
     history = run.attempts.setdefault(item.nodeid, [])
     history.append(found)
@@ -194,22 +200,33 @@ def save(
     device: SelectedDevice,
     verdicts: dict[str, Verdict],
 ) -> Path | None:
+    """Merge this run's passed results into the baseline file; None when nothing was saved.
+
+    The load, merge and write happen under an exclusive lock on the file's lock file, so two
+    runs saving to one baseline at once both land. A disk error leaves the stored file as it
+    was and is kept in ``run.save_error`` (the summary prints it), not raised.
+    """
     if run.save_path is None:
         return None
-    stored = load(run.save_path) if run.save_path.exists() else None
     session = getattr(config, "_benchmarksession", None)
     names = [b.fullname for b in getattr(session, "benchmarks", [])]
     for nodeid in names + [b["fullname"] for b in run.shipped] + run.unfinished:
         reason = run.why_not_saved(nodeid)
         if reason is not None:
             run.kept[nodeid] = reason
-            if stored is not None and nodeid in stored.entries:
-                run.had_entry.add(nodeid)
     doc = document(
         config, run.engines, device, verdicts, keep=lambda n: n not in run.kept, shipped=run.shipped
     )
-    if doc is None:
+    try:
+        with exclusive_lock(run.save_path):
+            stored = load(run.save_path) if run.save_path.exists() else None
+            if stored is not None:
+                run.had_entry.update(n for n in run.kept if n in stored.entries)
+            if doc is None:
+                return None
+            write_atomic(run.save_path, merge(stored.document if stored else None, doc))
+    except OSError as exc:
+        run.save_error = str(write_error(run.save_path, exc))
         return None
-    write_atomic(run.save_path, merge(stored.document if stored else None, doc))
     run.written = len(doc["benchmarks"])
     return run.save_path

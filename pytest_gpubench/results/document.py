@@ -13,6 +13,7 @@ from pytest_gpubench.devices.select import SelectedDevice
 from pytest_gpubench.results.baseline import SCHEMA_VERSION
 from pytest_gpubench.results.environment import environment
 from pytest_gpubench.results.locations import measured_gpu
+from pytest_gpubench.results.sections import extra_of, write_meta
 from pytest_gpubench.selection.fit import Verdict
 
 
@@ -69,7 +70,7 @@ def document(
     doc["benchmarks"] += from_workers
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     for bench in doc["benchmarks"]:
-        bench.setdefault("extra_info", {})["gpubench"] = {"key": bench["fullname"], "date": now}
+        write_meta(extra_of(bench), bench["fullname"], now)
     det = device.detection
     env = environment(engines)
     env["commit"] = commit_info.get("id", "")

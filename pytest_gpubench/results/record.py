@@ -3,8 +3,9 @@
 Every metric a benchmark produces goes into ``benchmark.extra_info["metrics"][name]`` as
 ``{value, unit, higher_is_better, direction, spread}``, so ``--benchmark-json``,
 ``--benchmark-autosave`` and our baselines all carry the same data; the GPU goes into
-``machine_info["gpu"]``. The run also keeps its own list of what was recorded for the terminal
-results table.
+``machine_info["gpu"]``. That section's shape and every other ``extra_info`` section's, each
+with its writer and reader, are in ``results/sections.py``. The run also keeps its own list
+of what was recorded for the terminal results table.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pytest
 from pytest_gpubench.devices.select import SelectedDevice
 from pytest_gpubench.metrics.bound import Verdict
 from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.results.sections import METRICS, write_metric
 
-METRICS_KEY = "metrics"
+METRICS_KEY = METRICS  # the name before sections.py
 
 
 @dataclass
@@ -38,7 +40,7 @@ def record_metric(
     request: pytest.FixtureRequest, benchmark: Any, metric: Metric, *, headline: bool = False
 ) -> None:
     """Store ``metric`` in the test's pytest-benchmark result and in the run's records."""
-    benchmark.extra_info.setdefault(METRICS_KEY, {})[metric.name] = metric.as_dict()
+    write_metric(benchmark.extra_info, metric)
     records = request.config.stash.setdefault(RECORDS, {})
     entry = records.setdefault(request.node.nodeid, Recorded(request.node.nodeid))
     entry.metrics[metric.name] = metric

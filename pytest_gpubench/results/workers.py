@@ -1,11 +1,15 @@
 """pytest-xdist: what a worker sends the controller, and how the controller merges it.
 
-Under ``pytest -n N`` every worker measures its share of the tests. At its session's end it
-packs what the end-of-run work needs into ``config.workeroutput`` (xdist's channel for this):
-the results-table records (metrics, headline, notes, bound verdict), the fit verdicts of the
-tests it ran, each test's outcome and baseline findings, and pytest-benchmark's results as
-JSON. The controller merges every worker's pack in ``pytest_testnodedown`` and then saves the
-baseline and prints the sections once, as a serial run does. No worker writes a baseline.
+Under ``pytest -n N`` every worker measures its share of the tests. As each test finishes,
+the worker packs what the end-of-run work needs about it onto the test's last report (its
+teardown report, which xdist sends to the controller at once): the results-table record
+(metrics, headline, notes, bound verdict), the fit verdict, the outcome and baseline findings,
+and pytest-benchmark's result as JSON. A worker that dies (``os._exit``, the OOM killer) thus
+loses only the test it was running, which xdist reports as crashed and the summary names. At
+its session's end a worker packs the whole of it again into ``config.workeroutput`` (plus the
+results an interrupt left unfinished); merging is by test, so a result sent twice counts once.
+The controller then saves the baseline and prints the sections once, as a serial run does. No
+worker writes a baseline.
 
 ``--gpubench-gpu-per-worker`` pins worker ``gwN`` to GPU N (``CUDA_VISIBLE_DEVICES``) and
 judges its fit against that one GPU (``devices.select.one_gpu``).
@@ -23,14 +27,15 @@ import pytest
 from pytest_gpubench.devices.detect import Detection
 from pytest_gpubench.devices.select import SelectedDevice, one_gpu
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.metrics.bound import Verdict as Bound
-from pytest_gpubench.results.baseline import Finding, parse_metric
+from pytest_gpubench.results.baseline import Finding
 from pytest_gpubench.results.baseline_run import BaselineRun
 from pytest_gpubench.results.document import has_data
 from pytest_gpubench.results.record import RECORDS, Recorded
+from pytest_gpubench.results.sections import bound_from, extra_of, parse_metric, write_worker_gpu
 from pytest_gpubench.selection.fit import Need, Verdict
 
 KEY = "gpubench"
+REPORT_KEY = "gpubench_results"  # the attribute of a teardown report that carries a test's pack
 
 
 def worker_id(config: pytest.Config) -> str | None:
@@ -180,8 +185,64 @@ def _unrecord(d: dict[str, Any]) -> Recorded:
         name: parse_metric(here, "metrics", name, raw)  # type: ignore[arg-type]
         for name, raw in d["metrics"].items()
     }
-    bound = Bound(**d["bound"]) if d.get("bound") else None
+    bound = bound_from(d.get("bound"))
     return Recorded(d["nodeid"], metrics, list(d["headline"]), list(d["notes"]), bound, d["gpu"])
+
+
+def _benchmarks_json(config: pytest.Config, gpu: dict[str, Any],
+                     only: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """pytest-benchmark's results of this worker (or of test ``only``) as JSON, tagged with
+    the worker's GPU."""
+    session = getattr(config, "_benchmarksession", None)
+    mine = [
+        b
+        for b in getattr(session, "benchmarks", [])
+        if has_data(b) and (only is None or b.fullname == only)
+    ]
+    if not mine:
+        return []
+    doc = config.hook.pytest_benchmark_generate_json(
+        config=config, benchmarks=mine, include_data=False, machine_info={}, commit_info={}
+    )
+    for bench in doc["benchmarks"]:
+        write_worker_gpu(extra_of(bench), gpu or {"worker": worker_id(config)})
+    return doc["benchmarks"]
+
+
+def _payload(config: pytest.Config, run: BaselineRun, verdicts: dict[str, Verdict],
+             gpu: dict[str, Any], order: dict[str, int], nodeids: set[str],
+             benchmarks: list[dict[str, Any]]) -> str:  # fmt: skip
+    """What the controller needs about the tests ``nodeids``, as JSON."""
+    records = config.stash.get(RECORDS, {})
+    payload = {
+        "worker": worker_id(config),
+        "gpu": gpu,
+        "records": [
+            _record(r, order.get(n, len(order)), gpu) for n, r in records.items() if n in nodeids
+        ],
+        "verdicts": {n: _verdict(v) for n, v in verdicts.items() if n in nodeids},
+        "positions": {n: order.get(n, len(order)) for n in nodeids},
+        "outcomes": {n: o for n, o in run.outcomes.items() if n in nodeids},
+        "findings": {n: [asdict(f) for f in fs] for n, fs in run.findings.items() if n in nodeids},
+        "missing": [n for n in run.missing if n in nodeids],
+        "engines": run.engines,
+        "unfinished": [n for n in run.unfinished if n in nodeids],
+        "benchmarks": benchmarks,
+    }
+    return json.dumps(payload, default=str)
+
+
+def ship_test(item: pytest.Item, run: BaselineRun, verdicts: dict[str, Verdict],
+              gpu: dict[str, Any]) -> str | None:  # fmt: skip
+    """On a worker, for a test's teardown report: the test's results for the controller (None
+    in a serial run). Sent with the report, so they reach the controller as the test ends."""
+    config = item.config
+    if worker_id(config) is None:
+        return None
+    items = item.session.items
+    order = {item.nodeid: items.index(item) if item in items else len(items)}
+    return _payload(config, run, verdicts, gpu, order, {item.nodeid},
+                    _benchmarks_json(config, gpu, only=item.nodeid))  # fmt: skip
 
 
 def pack(config: pytest.Config, items: list[pytest.Item], run: BaselineRun,
@@ -191,32 +252,8 @@ def pack(config: pytest.Config, items: list[pytest.Item], run: BaselineRun,
     if output is None:
         return
     order = {item.nodeid: i for i, item in enumerate(items)}
-    ran = set(run.outcomes) | set(run.unfinished)
-    records = config.stash.get(RECORDS, {})
-    session = getattr(config, "_benchmarksession", None)
-    benchmarks: list[dict[str, Any]] = []
-    mine = [b for b in getattr(session, "benchmarks", []) if has_data(b)]
-    if mine:
-        doc = config.hook.pytest_benchmark_generate_json(
-            config=config, benchmarks=mine, include_data=False, machine_info={}, commit_info={}
-        )
-        benchmarks = doc["benchmarks"]
-        for bench in benchmarks:
-            bench.setdefault("extra_info", {})["gpu"] = gpu or {"worker": worker_id(config)}
-    payload = {
-        "worker": worker_id(config),
-        "gpu": gpu,
-        "records": [_record(r, order.get(n, len(order)), gpu) for n, r in records.items()],
-        "verdicts": {n: _verdict(v) for n, v in verdicts.items() if n in ran},
-        "positions": {n: order.get(n, len(order)) for n in ran},
-        "outcomes": run.outcomes,
-        "findings": {n: [asdict(f) for f in fs] for n, fs in run.findings.items()},
-        "missing": run.missing,
-        "engines": run.engines,
-        "unfinished": run.unfinished,
-        "benchmarks": benchmarks,
-    }
-    output[KEY] = json.dumps(payload, default=str)
+    ran = set(run.outcomes) | set(run.unfinished) | set(config.stash.get(RECORDS, {}))
+    output[KEY] = _payload(config, run, verdicts, gpu, order, ran, _benchmarks_json(config, gpu))
 
 
 # --- the controller's merge -------------------------------------------------------------------
@@ -231,8 +268,13 @@ class Merged:
 
     def add(self, config: pytest.Config, run: BaselineRun, verdicts: dict[str, Verdict],
             workeroutput: dict[str, Any] | None) -> None:  # fmt: skip
-        """Merge one worker's pack (absent when the worker crashed before sending it)."""
-        text = (workeroutput or {}).get(KEY)
+        """Merge one worker's end-of-session pack (absent when the worker crashed)."""
+        self.merge(config, run, verdicts, (workeroutput or {}).get(KEY))
+
+    def merge(self, config: pytest.Config, run: BaselineRun, verdicts: dict[str, Verdict],
+              text: str | None) -> None:  # fmt: skip
+        """Merge one pack, of one test (``ship_test``) or a whole worker (``pack``); a test
+        merged twice keeps its last copy."""
         if not text:
             return
         payload = json.loads(text)
@@ -250,9 +292,18 @@ class Merged:
             run.findings[nodeid] = [Finding(**f) for f in found]
         run.missing += [n for n in payload["missing"] if n not in run.missing]
         run.engines.update(payload["engines"])
-        run.unfinished += payload["unfinished"]
+        run.unfinished += [n for n in payload["unfinished"] if n not in run.unfinished]
+        arrived = {b["fullname"] for b in payload["benchmarks"]}
+        run.shipped[:] = [b for b in run.shipped if b["fullname"] not in arrived]
         run.shipped += payload["benchmarks"]
         self.order(config, run, verdicts)
+
+    def lost(self, run: BaselineRun, report: pytest.TestReport) -> None:
+        """xdist's report of a test whose worker died while running it (its phase is "???"):
+        its result is lost; the summary names it."""
+        if report.failed and report.when not in ("setup", "call", "teardown"):
+            run.outcomes[report.nodeid] = "crashed"
+            run.lost[report.nodeid] = str(report.longrepr)
 
     def order(self, config: pytest.Config, run: BaselineRun, verdicts: dict[str, Verdict]) -> None:
         """Collection order, as a serial run lists them, whichever worker finished first."""
@@ -274,3 +325,19 @@ class Merged:
             table.clear()
             table.update(ordered)
         run.missing.sort(key=pos)
+
+
+class Receiver:
+    """On the xdist controller: each test's results, merged as its teardown report arrives
+    (before other plugins see the report: the pack is taken off it), and xdist's report of a
+    test whose worker crashed, noted as lost."""
+
+    def __init__(self, config: pytest.Config, run: BaselineRun, verdicts: dict[str, Verdict],
+                 merged: Merged) -> None:  # fmt: skip
+        self.config, self.run, self.verdicts, self.merged = config, run, verdicts, merged
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        text = report.__dict__.pop(REPORT_KEY, None)
+        self.merged.merge(self.config, self.run, self.verdicts, text)
+        self.merged.lost(self.run, report)

@@ -1,17 +1,22 @@
 """The plugin's markers: their help text, and parsing a test's markers into what it requires.
 
 Every marker is checked here at collection, so a malformed one (``needs_vram("lots")``, an
-unknown device) fails with the test's id and the problem instead of misbehaving later.
+unknown device) fails with the test's id and the problem instead of misbehaving later. What a
+test's markers say is parsed once per test and kept on the item (pytest's stash): the fixtures
+that need the model, the server flags or the tolerances later read it with ``model_marker`` /
+``model_of`` / ``tolerances`` instead of reading the raw marker again.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from pytest_gpubench.devices.profile import ProfileSet, unknown_device_message
+from pytest_gpubench.engines.base import PLACEMENT_KEYS, SPLIT_OPTIONS
 from pytest_gpubench.engines.registry import is_known, memory_for
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import formats, kvcache, split
@@ -73,6 +78,25 @@ class Requirements:
 
 class MarkerError(GpubenchError):
     """A malformed marker; the message names the test."""
+
+
+@dataclass(frozen=True)
+class ModelMarker:
+    """The test's ``model`` marker, parsed: the fit estimate's request (parametrized values
+    filled in) and the marker's own keywords that reach a server's flags, as written."""
+
+    request: ModelRequest
+    #: context, parallel and split keywords the marker sets (llm_server passes them on)
+    server_options: dict[str, Any] = field(default_factory=dict)
+
+
+#: each item's parsed markers, kept from the first parse (collection) for every later reader
+REQUIREMENTS = pytest.StashKey[Requirements]()
+MODEL = pytest.StashKey[ModelMarker | None]()
+TOLERANCES = pytest.StashKey[dict[str, float]]()
+
+#: the model marker's keywords a server takes as flags (engines/base.py spells them)
+SERVER_KEYWORDS = ("context", *PLACEMENT_KEYS, *SPLIT_OPTIONS)
 
 
 def _fail(item: pytest.Item, marker: str, problem: str) -> MarkerError:
@@ -177,8 +201,31 @@ def _model(item: pytest.Item, mark: pytest.Mark) -> ModelRequest:
     )
 
 
+def model_marker(item: pytest.Item) -> ModelMarker | None:
+    """The item's parsed ``model`` marker (None without one): kept from collection, or parsed
+    now and kept when the item was not collected through the plugin (raises MarkerError)."""
+    if MODEL not in item.stash:
+        mark = item.get_closest_marker("model")
+        item.stash[MODEL] = _model_marker(item, mark) if mark is not None else None
+    return item.stash[MODEL]
+
+
+def model_of(item: pytest.Item) -> ModelRequest | None:
+    """What the item's ``model`` marker asks for (model id, quant, context...), or None."""
+    marker = model_marker(item)
+    return marker.request if marker is not None else None
+
+
+def _model_marker(item: pytest.Item, mark: pytest.Mark) -> ModelMarker:
+    options = {k: mark.kwargs[k] for k in SERVER_KEYWORDS if mark.kwargs.get(k) is not None}
+    return ModelMarker(_model(item, mark), options)
+
+
 def requirements(item: pytest.Item, profiles: ProfileSet) -> Requirements:
-    """Parse and validate the plugin's markers on ``item`` (raises MarkerError)."""
+    """Parse and validate the plugin's markers on ``item`` (raises MarkerError), once: the
+    result is kept on the item and a later call returns it."""
+    if REQUIREMENTS in item.stash:
+        return item.stash[REQUIREMENTS]
     by_marker = {p.marker_name: name for name, p in profiles.profiles.items()}
     devices: list[str] = []
     vram: float | None = None
@@ -199,7 +246,7 @@ def requirements(item: pytest.Item, profiles: ProfileSet) -> Requirements:
                 vram, per_gpu = _vram(item, mark)
         elif mark.name == "model":
             if model is None:
-                model = _model(item, mark)
+                model = model_marker(item).request  # type: ignore[union-attr]
         elif mark.name == "gpus":
             if gpus is None:
                 value = mark.args[0] if len(mark.args) == 1 and not mark.kwargs else None
@@ -210,13 +257,22 @@ def requirements(item: pytest.Item, profiles: ProfileSet) -> Requirements:
             devices.append(by_marker[mark.name])
         elif mark.name in CATEGORIES:
             categories.append(mark.name)
-    return Requirements(
+    found = Requirements(
         tuple(dict.fromkeys(devices)), vram, per_gpu, tuple(categories), model, gpus
     )
+    item.stash[REQUIREMENTS] = found
+    return found
 
 
 def tolerances(item: pytest.Item) -> dict[str, float]:
-    """The ``gpubench_tolerance(metric=fraction)`` marker, validated."""
+    """The ``gpubench_tolerance(metric=fraction)`` marker, validated once (at collection) and
+    kept on the item; a copy, so a caller's change never reaches the next reader."""
+    if TOLERANCES not in item.stash:
+        item.stash[TOLERANCES] = _tolerances(item)
+    return dict(item.stash[TOLERANCES])
+
+
+def _tolerances(item: pytest.Item) -> dict[str, float]:
     mark = item.get_closest_marker("gpubench_tolerance")
     if mark is None:
         return {}

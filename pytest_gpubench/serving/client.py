@@ -7,7 +7,7 @@ is in flight. An SSE event is timestamped with the read that delivered its last 
 when ``vllm bench serve`` timestamps it too.
 
 Transport: aiohttp by default. Measured on one core against the local stub server
-(``tests/serving/test_client_ceiling.py``, numbers in the README), aiohttp absorbed about
+(``tests/serving/test_client_ceiling.py``, numbers in docs/measurements.md), aiohttp absorbed about
 2-3x the streamed events per second that httpx's ``AsyncClient.aiter_raw`` did, and a slower
 client inflates ITL first under high concurrency. httpx stays available
 (``transport="httpx"``) so the comparison can be re-run.

@@ -39,7 +39,7 @@ class ServingMetricDef:
     aiperf: str = "-"
     # Where the peers' result files store this metric, as (field, the unit the file uses);
     # ``report/peers.py`` reads them through these and converts to ``unit``. Only where the
-    # peer's number has our definition (README "Peers' result files" says where they differ).
+    # peer's number has our definition (docs/guides/baselines-and-comparing.md: where they differ).
     # vllm_field: a key of `vllm bench serve --save-result` JSON ("a/b" divides two keys;
     #   mean_<x>_ms brings its median/std/p<N> keys as spread).
     # guidellm_field: a path under one benchmark of a GuideLLM JSON report, to a number or a
@@ -597,7 +597,7 @@ def result_rows(results: Sequence[RequestResult]) -> list[dict[str, Any]]:
 
 
 def definition_table() -> list[str]:
-    """The README's metric table (markdown), generated from the definitions above."""
+    """The metric table of docs/reference/metrics.md, generated from the definitions above."""
     lines = [
         "| ours | unit | better | definition | vLLM | GuideLLM | AIPerf |",
         "|---|---|---|---|---|---|---|",
@@ -612,7 +612,7 @@ def definition_table() -> list[str]:
 
 
 def peer_field_table() -> list[str]:
-    """The README's table of the peers' fields each metric is read from (report/peers.py)."""
+    """The table of the peers' fields each metric is read from (report/peers.py), in docs."""
 
     def cell(field: tuple[str, str] | None) -> str:
         return f"`{field[0]}` ({field[1]})" if field else "-"

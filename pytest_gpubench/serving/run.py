@@ -11,7 +11,7 @@ hit. Requests in flight at that moment finish and count.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -120,110 +120,145 @@ async def run_load(
     ``RunResult.warmups``; the run's ``start`` is the first measured request's send time."""
     if lead and (adaptive is not None or load.duration_s is not None):
         raise ValueError("lead warm-ups go with a request count, not a duration or precision")
-    results: list[RequestResult] = []
-    warm_results: list[RequestResult] = []
-    sem = asyncio.Semaphore(load.concurrency) if load.concurrency else None
-    stop = asyncio.Event()
-    tasks: list[asyncio.Task] = []
-    state = {"stopped_by": "count", "ci": None, "blocks": 0, "unsent": 0}
-    limit = adaptive.max_requests if adaptive else load.num_requests
-    if limit is not None:
-        limit += len(lead)
-    clock = time.perf_counter
-    start = clock()
-    measured_start = start if not lead else None
+    run = _LoadRun(client, load, adaptive, on_done)
+    await run.dispatch(specs, lead)
+    return run.finish()
 
-    def check_precision() -> None:
+
+class _LoadRun:
+    """One ``run_load``: the requests sent and finished, the stop signal, the precision."""
+
+    def __init__(
+        self,
+        client: StreamingClient,
+        load: LoadSpec,
+        adaptive: Adaptive | None,
+        on_done: Callable[[RequestResult], None] | None,
+    ) -> None:
+        self.client = client
+        self.load = load
+        self.adaptive = adaptive
+        self.on_done = on_done
+        self.results: list[RequestResult] = []
+        self.warm_results: list[RequestResult] = []
+        self.sem = asyncio.Semaphore(load.concurrency) if load.concurrency else None
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+        self.stopped_by = "count"
+        self.ci: tuple[float, float] | None = None
+        self.blocks = 0
+        self.unsent = 0
+        self.clock = time.perf_counter
+        self.start = self.clock()
+        self.measured_start: float | None = None
+
+    def check_precision(self) -> None:
+        adaptive = self.adaptive
         assert adaptive is not None
-        done = len(results)
+        done = len(self.results)
         if done % adaptive.block or done < adaptive.block * adaptive.min_blocks:
             return
-        ci = batch_means_ci(results, start, adaptive.block)
+        ci = batch_means_ci(self.results, self.start, adaptive.block)
         if ci is None:
             return
         low, high, blocks = ci
         mid = (low + high) / 2
-        state["ci"], state["blocks"] = (low, high), blocks
+        self.ci, self.blocks = (low, high), blocks
         if mid > 0 and (high - low) / 2 <= adaptive.precision * mid:
-            state["stopped_by"] = "precision"
-            stop.set()
+            self.stopped_by = "precision"
+            self.stop.set()
 
-    def done(res: RequestResult) -> None:
-        results.append(res)
-        if on_done is not None:
-            on_done(res)
-        if adaptive is not None and not stop.is_set():
-            check_precision()
+    def done(self, res: RequestResult) -> None:
+        self.results.append(res)
+        if self.on_done is not None:
+            self.on_done(res)
+        if self.adaptive is not None and not self.stop.is_set():
+            self.check_precision()
 
-    async def one(spec: Sendable, due: float, warm: bool = False) -> None:
-        finish = warm_results.append if warm else done
+    async def one(self, spec: Sendable, due: float, warm: bool = False) -> None:
+        finish = self.warm_results.append if warm else self.done
         try:
             if isinstance(spec, ConversationSpec):
-                state["unsent"] += await run_conversation(client, spec, due, finish)  # type: ignore[operator]
+                self.unsent += await run_conversation(self.client, spec, due, finish)
                 return
-            res = await client.send(spec, scheduled=due)
+            res = await self.client.send(spec, scheduled=due)
         finally:
-            if sem is not None:
-                sem.release()
+            if self.sem is not None:
+                self.sem.release()
         finish(res)
 
-    offsets = arrival_offsets(load)
-    i = 0
-    while not stop.is_set():
-        if limit is not None and i >= limit:
-            state["stopped_by"] = "cap" if adaptive else "count"
-            break
-        if load.duration_s is not None and clock() - start >= load.duration_s:
-            state["stopped_by"] = "duration"
-            break
-        warm = i < len(lead)
-        spec = lead[i] if warm else specs[(i - len(lead)) % len(specs)]
-        arrival = None if warm else getattr(spec, "arrival", None)
-        if arrival is not None and i - len(lead) >= len(specs):
-            state["stopped_by"] = "trace"  # every row of the trace is sent
-            break
-        due = start + (arrival if arrival is not None else next(offsets))
-        if load.duration_s is not None and due >= start + load.duration_s:
-            due = start + load.duration_s  # due after the end (a trace row): wait for the end
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(due - clock(), 0))
-            if not stop.is_set():
-                state["stopped_by"] = "duration"
-            break
-        delay = due - clock()
+    def past_duration(self) -> bool:
+        duration = self.load.duration_s
+        return duration is not None and self.clock() - self.start >= duration
+
+    async def dispatch(self, specs: Sequence[Sendable], lead: Sequence[Sendable]) -> None:
+        """Send on the schedule until the count, the duration, the trace's end or the stop."""
+        limit = self.adaptive.max_requests if self.adaptive else self.load.num_requests
+        if limit is not None:
+            limit += len(lead)
+        if not lead:
+            self.measured_start = self.start
+        offsets = arrival_offsets(self.load)
+        i = 0
+        while not self.stop.is_set():
+            if limit is not None and i >= limit:
+                self.stopped_by = "cap" if self.adaptive else "count"
+                break
+            if self.past_duration():
+                self.stopped_by = "duration"
+                break
+            warm = i < len(lead)
+            spec = lead[i] if warm else specs[(i - len(lead)) % len(specs)]
+            arrival = None if warm else getattr(spec, "arrival", None)
+            if arrival is not None and i - len(lead) >= len(specs):
+                self.stopped_by = "trace"  # every row of the trace is sent
+                break
+            due = self.start + (arrival if arrival is not None else next(offsets))
+            if not await self.wait_until(due):
+                break
+            if not warm and self.measured_start is None:
+                self.measured_start = self.clock()
+            self.tasks.append(asyncio.ensure_future(self.one(spec, due, warm)))
+            i += 1
+        if self.tasks:
+            await asyncio.gather(*self.tasks)
+
+    async def wait_until(self, due: float) -> bool:
+        """Wait for ``due`` and a free slot; False when the run stops meanwhile, or when its
+        duration ends before ``due`` (a trace row an hour later: the run waited the hour)."""
+        duration = self.load.duration_s
+        end = self.start + duration if duration is not None else math.inf
+        delay = min(due, end) - self.clock()
         if delay > 0:
             try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-                break
+                await asyncio.wait_for(self.stop.wait(), timeout=delay)
+                return False
             except asyncio.TimeoutError:
                 pass
-        if sem is not None:
-            await sem.acquire()
-            if stop.is_set() or (
-                load.duration_s is not None and clock() - start >= load.duration_s
-            ):
-                sem.release()
-                if not stop.is_set():
-                    state["stopped_by"] = "duration"
-                break
-        if not warm and measured_start is None:
-            measured_start = clock()
-        tasks.append(asyncio.ensure_future(one(spec, due, warm)))
-        i += 1
-    if tasks:
-        await asyncio.gather(*tasks)
-    end = clock()
-    start = start if measured_start is None else measured_start
-    ci = state["ci"]
-    blocks = int(state["blocks"])  # type: ignore[arg-type]
-    if ci is None:
-        block = max(load.concurrency or 1, 5)
-        found = batch_means_ci(results, start, block)
-        if found is not None:
-            ci, blocks = (found[0], found[1]), found[2]
-    run = RunResult(results, warm_results, start, end, str(state["stopped_by"]), ci, blocks)  # type: ignore[arg-type]
-    run.turns_not_sent = int(state["unsent"])  # type: ignore[call-overload]
-    return run
+        if due >= end:
+            self.stopped_by = "duration"
+            return False
+        if self.sem is not None:
+            await self.sem.acquire()
+            if self.stop.is_set() or self.past_duration():
+                self.sem.release()
+                if not self.stop.is_set():
+                    self.stopped_by = "duration"
+                return False
+        return True
+
+    def finish(self) -> RunResult:
+        end = self.clock()
+        start = self.start if self.measured_start is None else self.measured_start
+        ci, blocks = self.ci, self.blocks
+        if ci is None:
+            block = max(self.load.concurrency or 1, 5)
+            found = batch_means_ci(self.results, start, block)
+            if found is not None:
+                ci, blocks = (found[0], found[1]), found[2]
+        run = RunResult(self.results, self.warm_results, start, end, self.stopped_by, ci, blocks)
+        run.turns_not_sent = self.unsent
+        return run
 
 
 def close_loop(loop: asyncio.AbstractEventLoop, client: StreamingClient | None) -> None:

@@ -21,8 +21,11 @@ its GPU call had and was killed with nothing recorded. Every finished point is a
 a permanent line (``progress.say``), so a search that is killed still leaves its points in the
 log.
 
-Everything here is pure except ``Sweeper``, which drives ``ServeBench``'s own build / run /
-aggregate steps, so a point's metrics are exactly what ``serve_bench`` would record for it.
+This module runs a sweep (``run_sweep``); the points' data and rules are in ``points.py``, the
+capacity search in ``capacity.py``, the measuring of a point in ``sweeper.py`` (the same plan,
+measure and aggregate steps as ``serve_bench``); the names tests and users imported from here
+stay importable from here.
+
 Recorded: one pytest-benchmark entry per test (one round = the whole sweep or search); every
 point's metrics under the point's name (``output_tok_s.c4``, ``ttft_ms.r2.5``,
 ``tpot_ms.i1000o300``), so a baseline gates each point as it gates any metric; the points in
@@ -31,782 +34,185 @@ point's metrics under the point's name (``output_tok_s.c4``, ``ttft_ms.r2.5``,
 
 from __future__ import annotations
 
-import asyncio
-import math
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.metrics.core import Metric
-from pytest_gpubench.metrics.stats import quantile_interval
-from pytest_gpubench.serving.client import RequestResult
-from pytest_gpubench.serving.metrics import metric, slo_values
-from pytest_gpubench.serving.run import close_loop
+import pytest
 
-#: what each point records under its own name (all its metrics are in extra_info)
-POINT_METRICS = (
-    "output_tok_s",
-    "output_tok_s_per_user",
-    "output_tok_s_per_gpu",
-    "requests_per_s",
-    "goodput_req_s",
-    "ttft_ms",
-    "tpot_ms",
-    "itl_ms",
-    "e2el_ms",
-    "failed",
+from pytest_gpubench import progress
+from pytest_gpubench.serving.aggregate import check_result
+from pytest_gpubench.serving.arguments import real
+from pytest_gpubench.serving.capacity import (
+    CapacityResult,
+    Found,
+    OutOfTime,
+    known_points,
+    search_capacity,
+    stored_points,
 )
-PERCENTILES = (50, 90, 95, 99)
-#: serve_bench arguments a sweep point decides itself, or that mean nothing per point
-NOT_PER_POINT = ("rounds", "precision", "max_requests", "duration_s")
+from pytest_gpubench.serving.context import ServeContext
+from pytest_gpubench.serving.failures import point_failure
+from pytest_gpubench.serving.plan import ServePlan
+from pytest_gpubench.serving.points import (
+    NOT_PER_POINT,
+    PERCENTILES,
+    POINT_METRICS,
+    Budget,
+    PointSizes,
+    Setting,
+    SweepPoint,
+    SweepResult,
+    boundary_noise,
+    check_percentile,
+    describe_point,
+    meets,
+    named,
+    pareto_frontier,
+    point_cost,
+    point_metrics,
+    prompts_for,
+    saturated,
+    settings_for,
+    slo_check,
+    steady_state,
+    warmups_for,
+)
+from pytest_gpubench.serving.sweeper import (
+    Sweeper,
+    note_stalls,
+    point_options,
+    record_points,
+    record_section,
+)
+
+__all__ = [
+    "NOT_PER_POINT", "PERCENTILES", "POINT_METRICS", "Budget", "CapacityResult", "Found",
+    "OutOfTime", "PointSizes", "Setting", "SweepPoint", "SweepResult", "Sweeper",
+    "boundary_noise", "check_percentile", "describe_point", "known_points", "meets", "named",
+    "pareto_frontier", "point_cost", "point_metrics", "prompts_for", "run_sweep", "saturated",
+    "search_capacity", "settings_for", "slo_check", "steady_state", "stored_points",
+    "warmups_for",
+]  # fmt: skip
 
 
-# --- points -----------------------------------------------------------------------------------
+def run_sweep(
+    ctx: ServeContext,
+    server: Any,
+    axes: tuple[Any, Any, Any],
+    sizes: PointSizes,
+    saturation: tuple[bool, float],
+    time_budget_s: float | None,
+    workload: Mapping[str, Any],
+) -> SweepResult:
+    """``serve_bench.sweep``: ``axes`` is (concurrency, request_rate, shapes), one of them a
+    list; ``saturation`` is (stop at saturation, tolerance)."""
+    real("saturation_tolerance", saturation[1], low=0, hint="a fraction such as 0.1")
+    budget_s = real("time_budget_s", time_budget_s, low=0, none="no limit", hint="seconds")
+    own = ("concurrency", "request_rate", "num_prompts")
+    args = point_options(workload, own, "serve_bench.sweep")
+    settings = settings_for(*axes, args["input_len"], args["output_len"])
+    pool = max((s.concurrency or 1024) for s in settings)
+    with Sweeper(ctx, server, args, pool) as sweeper:
+        plans = [  # every point's requests built before the clock starts
+            sweeper.plan(s, sizes.prompts(s), sizes.warmups_at(s)) for s in settings
+        ]
+        total = sum(len(p.specs) for p in plans)
+        with ctx.progress(total, f"sweep {plans[0].label}") as bar:
+            found: dict[str, Any] = {}
 
-
-def _g(value: float) -> str:
-    return f"{value:g}"
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One point's load: what varies along the sweep and the shape of its requests."""
-
-    concurrency: int | None
-    request_rate: float | None  # None: as fast as the concurrency allows
-    input_len: int
-    output_len: int
-    axis: str = "concurrency"  # "concurrency", "request_rate" or "shape"
-
-    @property
-    def label(self) -> str:
-        """The point's part of a metric name: ``c4``, ``r2.5``, ``i1000o300``."""
-        if self.axis == "request_rate":
-            return f"r{_g(self.request_rate)}" if self.request_rate is not None else "rinf"
-        if self.axis == "shape":
-            return f"i{self.input_len}o{self.output_len}"
-        return f"c{self.concurrency}"
-
-
-@dataclass
-class SweepPoint:
-    concurrency: int | None
-    request_rate: float | None
-    input_len: int
-    output_len: int
-    metrics: dict[str, Metric]
-    label: str = ""
-    num_prompts: int = 0
-    warmups: int = 0
-    steady: dict[str, float] = field(default_factory=dict)
-    saturated: bool = False
-    meets_slo: bool | None = None  # capacity points: this measurement met every SLO
-    # capacity points: per SLO metric its percentile, that percentile's 95% interval and the
-    # verdict, "meets" / "misses" or "unsure" (the interval holds the limit: noise decides)
-    slo_check: dict[str, dict[str, Any]] = field(default_factory=dict)
-    wall_s: float = 0.0  # the point's wall time, warm-ups included (what the next one costs)
-    result: Any = field(default=None, repr=False, compare=False)  # the point's ServeResult
-
-    def __getitem__(self, name: str) -> float:
-        return self.metrics[name].value
-
-    def get(self, name: str) -> float | None:
-        m = self.metrics.get(name)
-        return m.value if m is not None else None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "concurrency": self.concurrency,
-            "request_rate": self.request_rate,
-            "input_len": self.input_len,
-            "output_len": self.output_len,
-            "num_prompts": self.num_prompts,
-            "warmups": self.warmups,
-            "steady": self.steady,
-            "saturated": self.saturated,
-            "wall_s": round(self.wall_s, 3),
-            **({"meets_slo": self.meets_slo} if self.meets_slo is not None else {}),
-            **({"slo_check": self.slo_check} if self.slo_check else {}),
-            # which requests it sent: (test key, n-th set, run nonce), RequestFactory's draw
-            **(
-                {"prompt_draw": self.result.workload["prompt_draw"]}
-                if self.result is not None and "prompt_draw" in self.result.workload
-                else {}
-            ),
-            "metrics": {n: m.as_dict() for n, m in self.metrics.items()},
-        }
-
-
-@dataclass
-class SweepResult:
-    points: list[SweepPoint]
-    axis: str
-    stopped_by: str  # "done" (every setting measured), "saturation" or "time_budget"
-    gpus: int = 1
-
-    @property
-    def frontier(self) -> list[SweepPoint]:
-        return pareto_frontier(self.points)
-
-
-@dataclass
-class CapacityResult:
-    max_concurrency: int  # 0: not even one user meets the SLO
-    points: list[SweepPoint]
-    slo: dict[str, float]
-    percentile: int
-    capped: bool = False  # max_concurrency met the SLO: the capacity may be higher
-    upper: int | None = None  # the lowest concurrency found to fail (None: none failed)
-    stopped_by: str = "done"  # or "time_budget": the search stopped before its boundary
-
-    @property
-    def frontier(self) -> list[SweepPoint]:
-        return pareto_frontier(self.points)
-
-    @property
-    def within_noise(self) -> str | None:
-        """The boundary's SLO checks whose 95% interval holds the limit (``boundary_noise``),
-        or None when the answer is clear of the noise."""
-        return boundary_noise(self.points, (self.max_concurrency, self.upper), self.percentile)
-
-
-def point_metrics(base: Mapping[str, Metric], gpus: int) -> dict[str, Metric]:
-    """``base`` plus the per-user and per-GPU throughput of the point."""
-    out = dict(base)
-    tpot = base.get("tpot_ms")
-    if tpot is not None and tpot.value > 0:
-        out["output_tok_s_per_user"] = metric(
-            "output_tok_s_per_user", 1000.0 / tpot.value, {"n": tpot.spread.get("n", 0)}
-        )
-    tok_s = base.get("output_tok_s")
-    if tok_s is not None:
-        spread = {"gpus": float(gpus)}
-        for k in ("ci95_low", "ci95_high"):
-            if k in tok_s.spread:
-                spread[k] = tok_s.spread[k] / gpus
-        out["output_tok_s_per_gpu"] = metric("output_tok_s_per_gpu", tok_s.value / gpus, spread)
-    return out
-
-
-def named(m: Metric, label: str) -> Metric:
-    """``m`` under the point's name: ``output_tok_s.c4``."""
-    return Metric(
-        f"{m.name}.{label}",
-        m.value,
-        m.unit,
-        m.higher_is_better,
-        dict(m.spread),
-        f"{m.description} (sweep point {label})" if m.description else f"sweep point {label}",
-    )
-
-
-def steady_state(
-    results: Sequence[RequestResult],
-    target: int | None,
-    warmups: Sequence[RequestResult] = (),
-) -> dict[str, float]:
-    """How much of a point's measured time ran at its full load, reported rather than cut:
-    ``ramp_s`` (the first measured request until ``target`` requests were first in flight),
-    ``drain_s`` (the last time that many were in flight until the end), ``full_fraction`` of
-    the duration in between, and ``steady_output_tok_s``, the tokens streamed in that window
-    over its length. ``warmups`` that led into the measured requests count as in flight (and
-    their tokens in the window): with them the load is full from the first measured request."""
-    done = [r for r in results if r.end is not None]
-    if not done:
-        return {}
-    start = min(r.start for r in results)
-    end = max(r.end for r in done)  # type: ignore[type-var]
-    lead = [r for r in warmups if r.end is not None and r.end > start]
-    every = done + lead
-    events = sorted(
-        [(max(r.start, start), 1) for r in every] + [(r.end, -1) for r in every]  # type: ignore[misc]
-    )
-    want = min(target or len(done), len(done))
-    cur, first, last = 0, None, None
-    for t, d in events:
-        was = cur
-        cur += d
-        if cur >= want and first is None:
-            first = t
-        if was >= want and cur < want:
-            last = t
-    first = start if first is None else first
-    last = end if last is None else last
-    duration = max(end - start, 1e-9)
-    window = max(last - first, 0.0)
-    tokens = sum(1 for r in every if r.ok for t in r.token_times if first <= t <= last)
-    out = {
-        "ramp_s": first - start,
-        "drain_s": end - last,
-        "full_fraction": window / duration,
-    }
-    if window > 0:
-        out["steady_output_tok_s"] = tokens / window
-    return out
-
-
-# --- saturation, SLO, frontier: pure ----------------------------------------------------------
-
-
-def saturated(
-    before: Mapping[str, Metric], now: Mapping[str, Metric], tolerance: float = 0.1
-) -> bool:
-    """``now`` (more load than ``before``) gained no more than ``tolerance`` in throughput while
-    its end-to-end latency rose by more than ``tolerance``.
-
-    The point's own 95% interval does not widen the "flat" band: with a few blocks it is wide
-    (on the H200, llama.cpp at 4 users read 364 tok/s, 95% CI 0 .. 765, while 10 users served
-    445), so widening by it stopped sweeps at the first noisy point. Noise that wide means the
-    data cannot tell, and a sweep that cannot tell measures the next point rather than stop.
-    """
-    a, b = before.get("output_tok_s"), now.get("output_tok_s")
-    la, lb = before.get("e2el_ms"), now.get("e2el_ms")
-    if a is None or b is None or la is None or lb is None or a.value <= 0 or la.value <= 0:
-        return False
-    flat = b.value / a.value - 1 <= tolerance
-    slower = lb.value / la.value - 1 > tolerance
-    return flat and slower
-
-
-def check_percentile(percentile: Any) -> int:
-    if isinstance(percentile, bool) or percentile not in PERCENTILES:
-        raise GpubenchError(
-            f"percentile must be one of {', '.join(map(str, PERCENTILES))}, got {percentile!r}"
-        )
-    return int(percentile)
-
-
-def meets(
-    metrics: Mapping[str, Metric],
-    slo: Mapping[str, float],
-    percentile: int,
-    max_error_rate: float = 0.0,
-) -> bool:
-    """Every SLO met at ``percentile`` (``p90`` of the point's distribution), and no more
-    failed requests than allowed (a point whose requests fail does not serve its users)."""
-    err = metrics.get("error_rate")
-    if err is not None and err.value > max_error_rate:
-        return False
-    for key, limit in slo.items():
-        m = metrics.get(key)
-        if m is None:
-            return False
-        value = m.spread.get(f"p{percentile}", m.value)
-        if value > limit:
-            return False
-    return True
-
-
-def slo_check(
-    results: Sequence[RequestResult], slo: Mapping[str, float], percentile: int
-) -> dict[str, dict[str, Any]]:
-    """For each SLO metric, the point's ``percentile`` of its completed requests, the 95%
-    interval of that percentile (``metrics.stats.quantile_interval``) and whether the limit is
-    clear of it: "meets" (the whole interval within the limit), "misses" (all above) or "unsure"
-    (the limit inside: another measurement may well decide the other way). The verdict of
-    ``meets`` stays the point estimate's; this says how much to trust it."""
-    import numpy as np
-
-    out: dict[str, dict[str, Any]] = {}
-    for key, limit in slo.items():
-        values = [v * 1000.0 for r in results if r.ok and (v := slo_values(r)[key]) is not None]
-        if not values:
-            continue
-        low, high = quantile_interval(values, percentile)
-        verdict = "meets" if high <= limit else "misses" if low > limit else "unsure"
-        value = float(np.percentile(values, percentile))
-        out[key] = {"value": value, "low": low, "high": high, "limit": limit, "verdict": verdict}
-    return out
-
-
-def boundary_noise(
-    points: Sequence[SweepPoint], concurrencies: Iterable[int | None], percentile: int
-) -> str | None:
-    """What makes a capacity answer uncertain: the SLO checks of the points measured at the
-    boundary (the capacity and the lowest failure) whose interval holds the limit, in words;
-    None when every one is clear."""
-    at = {c for c in concurrencies if c is not None}
-    unsure = []
-    for p in points:
-        if p.concurrency not in at:
-            continue
-        for key, c in p.slo_check.items():
-            if c["verdict"] == "unsure":
-                unsure.append(
-                    f"c{p.concurrency}'s p{percentile} {key.removesuffix('_ms')} "
-                    f"{c['value']:,.0f} ms (95% interval {c['low']:,.0f} .. {c['high']:,.0f}) "
-                    f"against {c['limit']:,.0f}"
+            def run() -> None:
+                found["result"] = _measure_sweep(
+                    sweeper, settings, plans, saturation, budget_s, bar
                 )
-    return "; ".join(unsure) if unsure else None
+
+            times = ctx.time(run)
+    result: SweepResult = found["result"]
+    _finish_sweep(ctx, result, plans[0], sizes, budget_s, recorded=bool(times))
+    return result
 
 
-def pareto_frontier(points: Iterable[Any]) -> list[Any]:
-    """The points no other point beats on both tokens/s per user and tokens/s per GPU (higher
-    is better on both), ordered by tokens/s per user. A point is anything with
-    ``get(name)`` or a ``metrics`` mapping of values or ``Metric``; those without both
-    numbers are left out; of equal points the first is kept."""
-
-    def xy(p: Any) -> tuple[float, float] | None:
-        vals = []
-        for name in ("output_tok_s_per_user", "output_tok_s_per_gpu"):
-            v = p.get(name) if hasattr(p, "get") else p.metrics.get(name)
-            v = getattr(v, "value", v)
-            if v is None or not math.isfinite(float(v)):
-                return None
-            vals.append(float(v))
-        return vals[0], vals[1]
-
-    found = [(xy(p), p) for p in points]
-    found = [(c, p) for c, p in found if c is not None]
-    front = []
-    for i, (c, p) in enumerate(found):
-        dominated = any(
-            (o[0] >= c[0] and o[1] >= c[1]) and (o != c or j < i)
-            for j, (o, _) in enumerate(found)
-            if j != i
-        )
-        if not dominated:
-            front.append((c, p))
-    return [p for _, p in sorted(front, key=lambda cp: (cp[0][0], -cp[0][1]))]
-
-
-class OutOfTime(Exception):
-    """Raised by a capacity search's ``passes`` when the next point would pass the budget."""
-
-
-class Found(NamedTuple):
-    """What ``search_capacity`` found: the capacity, whether ``max_concurrency`` passed
-    (``capped``), the lowest concurrency that failed (``upper``; None when none did) and
-    why it stopped: ``"done"`` or ``"time_budget"`` (``OutOfTime`` from ``passes``)."""
-
-    capacity: int
-    capped: bool
-    upper: int | None = None
-    stopped_by: str = "done"
-
-
-def search_capacity(
-    passes: Callable[[int], bool],
-    max_concurrency: int,
-    *,
-    remeasure: int = 1,
-    min_concurrency: int = 1,
-    known: Mapping[int, bool] | None = None,
-) -> Found:
-    """The highest concurrency in ``[min_concurrency, max_concurrency]`` that passes, found by
-    doubling (bracket), bisecting, and re-measuring either side of the boundary ``remeasure``
-    more times (a concurrency passes when more than half of its measurements pass). Capacity
-    0 when ``min_concurrency`` fails; ``capped`` when ``max_concurrency`` passes (the real
-    capacity may be higher). When ``passes`` raises ``OutOfTime`` the search stops where it
-    stands: the capacity is the highest concurrency whose measurements so far pass.
-
-    ``known`` gives verdicts measured before (a sweep's points): each counts as one
-    measurement, the bracket starts from them (the lowest known failure above the highest known
-    pass below it), and the boundary is re-measured as always, so a lucky or unlucky earlier
-    point is checked, not trusted."""
-    votes: dict[int, list[bool]] = {
-        c: [bool(ok)] for c, ok in (known or {}).items() if min_concurrency <= c <= max_concurrency
-    }
-
-    def verdict(c: int) -> bool:
-        v = votes[c]
-        return sum(v) * 2 > len(v)
-
-    def measure(c: int) -> bool:
-        ok = bool(passes(c))  # first: a point that never ran (OutOfTime) casts no vote
-        votes.setdefault(c, []).append(ok)
-        return verdict(c)
-
-    none = min_concurrency - 1  # lo when nothing has passed
-    lo, hi = none, None  # highest concurrency that passes; lowest that fails (None: none yet)
-
-    def bracket(c: int) -> None:
-        nonlocal lo, hi
-        while True:
-            if measure(c):
-                lo = c
-                if c >= max_concurrency:
-                    return
-                c = min(c * 2, max_concurrency)
-            else:
-                hi = c
-                return
-
-    def search() -> None:
-        nonlocal lo, hi
-        failing = [c for c in votes if not verdict(c)]
-        if failing:
-            hi = min(failing)
-            lo = max((c for c in votes if c < hi and verdict(c)), default=none)
-        elif votes:
-            lo = max(votes)
-            if lo < max_concurrency:
-                bracket(min(lo * 2, max_concurrency))
-        else:
-            bracket(min_concurrency)
-        for _ in range(64):  # bisect, re-measure the boundary, again while it moves
-            while hi is not None and hi - lo > 1:
-                mid = (lo + hi) // 2
-                if measure(mid):
-                    lo = mid
-                else:
-                    hi = mid
-            for c in (lo, hi):
-                if c is not None and c > none:
-                    while len(votes[c]) < 1 + remeasure:
-                        measure(c)
-            if lo > none and not verdict(lo):  # the pass did not hold: look lower
-                hi = lo
-                lo = max((k for k in votes if k < lo and verdict(k)), default=none)
-            elif hi is not None and verdict(hi):  # the fail did not hold: look higher
-                lo = hi
-                hi = min((k for k in votes if k > lo and not verdict(k)), default=None)
-                if hi is None and lo < max_concurrency:
-                    bracket(min(lo * 2, max_concurrency))
-            else:
-                break
-
+def _measure_sweep(
+    sweeper: Sweeper,
+    settings: Sequence[Setting],
+    plans: Sequence[ServePlan],
+    saturation: tuple[bool, float],
+    budget_s: float | None,
+    bar: Any,
+) -> SweepResult:
+    """The points in order, until the last, a saturated one, or the time budget."""
+    stop_at_saturation, tolerance = saturation
+    axis = settings[0].axis
+    points: list[SweepPoint] = []
     stopped = "done"
-    try:
-        search()
-    except OutOfTime:
-        stopped = "time_budget"
-        failing = [k for k in votes if not verdict(k)]
-        # the highest pass with no failure measured below it: a lower bound however the
-        # search was interrupted (a pass above a failure is not counted)
-        lo = max((k for k in votes if verdict(k) and all(f > k for f in failing)), default=none)
-        hi = min((k for k in failing if k > lo), default=None)
-    capacity = lo if lo > none else 0
-    return Found(capacity, capacity == max_concurrency, hi, stopped)
-
-
-def known_points(
-    known: Any, input_len: int, output_len: int, rate: float | None
-) -> list[SweepPoint]:
-    """The concurrency points of ``known`` (a sweep's or a capacity search's result, or their
-    points) for a capacity search of this workload; a usage error when they were measured at
-    another shape or request rate, since their verdicts would not be this search's."""
-    if known is None:
-        return []
-    raw = getattr(known, "points", known)
-    try:
-        points = list(raw)
-    except TypeError:
-        points = None
-    if points is None or not all(isinstance(p, SweepPoint) for p in points):
-        raise GpubenchError(
-            "known must be a serve_bench.sweep (or .capacity) result or its .points, "
-            f"got {type(known).__name__}"
-        )
-    out = []
-    for p in points:
-        if p.concurrency is None:
-            continue  # a request-rate point says nothing about a number of users
-        if (p.input_len, p.output_len) != (input_len, output_len) or p.request_rate != rate:
-            raise GpubenchError(
-                f"known point {p.label or p.concurrency} was measured at input_len "
-                f"{p.input_len}, output_len {p.output_len}, request_rate {p.request_rate}; "
-                f"this capacity search runs {input_len}, {output_len}, {rate}: give it the "
-                "same workload as the sweep"
+    budget = Budget(budget_s)
+    for s, plan in zip(settings, plans, strict=True):
+        requests = len(plan.specs) + len(plan.warm_specs)
+        cost = point_cost(points, s.concurrency, s.request_rate, requests)
+        if not budget.allows(cost):
+            stopped = "time_budget"
+            progress.say(
+                f"sweep stopped before {s.label}: about {cost:.0f} s more would "
+                f"pass time_budget_s={budget_s:g} ({budget.elapsed():.0f} s spent)"
             )
-        out.append(p)
-    return out
+            break
+        point = sweeper.measure(s, plan, bar)
+        points.append(point)
+        assert point.result is not None
+        failure = point_failure(s.label, point.result.results, plan.max_error_rate, plan.base_url)
+        if failure is not None:  # a failed point: the sweep stops there, and fails
+            progress.say(describe_point("sweep", point))
+            return SweepResult(points, axis, "failed_point", sweeper.gpus, failure)
+        if (
+            stop_at_saturation
+            and axis != "shape"
+            and len(points) >= 2
+            and saturated(points[-2].metrics, point.metrics, tolerance)
+        ):
+            point.saturated = True
+            stopped = "saturation"
+        progress.say(describe_point("sweep", point))
+        if stopped == "saturation":
+            break
+    return SweepResult(points, axis, stopped, sweeper.gpus)
 
 
-def stored_points(path: Any, key: str) -> list[SweepPoint]:
-    """The sweep (and capacity) points a stored baseline or pytest-benchmark JSON of ours holds
-    for the one benchmark whose key contains ``key``: what ``capacity(known=...)`` starts
-    from when the sweep ran in an earlier session (its verdicts are checked at the boundary,
-    not trusted). Usage errors name the file and what it holds."""
-    from pytest_gpubench.results.baseline import load
-
-    base = load(path)
-    found: dict[str, list[Any]] = {}
-    for bench in base.document.get("benchmarks") or []:
-        extra = bench.get("extra_info") if isinstance(bench, Mapping) else None
-        if not isinstance(extra, Mapping):
-            continue
-        meta = extra.get("gpubench") if isinstance(extra.get("gpubench"), Mapping) else {}
-        name = str(meta.get("key") or bench.get("fullname") or "")
-        raw = []
-        for part in ("sweep", "capacity"):
-            info = extra.get(part)
-            if isinstance(info, Mapping) and isinstance(info.get("points"), list):
-                raw += info["points"]
-        if raw:
-            found[name] = raw
-    hits = [k for k in found if key in k]
-    if len(hits) != 1:
-        listed = ", ".join(sorted(found)[:6]) or "none"
-        what = (
-            "no benchmark with sweep points matches"
-            if not hits
-            else f"{len(hits)} benchmarks with sweep points match"
+def _finish_sweep(
+    ctx: ServeContext,
+    result: SweepResult,
+    first: ServePlan,
+    sizes: PointSizes,
+    budget_s: float | None,
+    recorded: bool,
+) -> None:
+    """Record the sweep (when timed), then each point's checks and the stalls' warning; a
+    sweep that stopped at a failed point fails the test and records nothing."""
+    points = result.points
+    if result.failure is not None:
+        measured = ", ".join(p.label for p in points)
+        pytest.fail(
+            f"serve_bench.sweep: {result.failure}; the sweep stopped there and recorded "
+            f"nothing (measured: {measured})",
+            pytrace=False,
         )
-        raise GpubenchError(f"{path}: {what} {key!r}; those with points: {listed}")
-    return [_point_from(p, path, hits[0]) for p in found[hits[0]]]
-
-
-def _point_from(raw: Any, path: Any, key: str) -> SweepPoint:
-    try:
-        metrics = {
-            name: Metric(
-                name,
-                float(m["value"]),
-                str(m["unit"]),
-                bool(m["higher_is_better"]),
-                {k: v for k, v in (m.get("spread") or {}).items() if isinstance(v, int | float)},
-                str(m.get("description") or ""),
-            )
-            for name, m in raw["metrics"].items()
+    if recorded:
+        record_points(ctx.gpubench, points, headline=True)
+        info = {
+            "axis": result.axis,
+            "stopped_by": result.stopped_by,
+            "gpus": result.gpus,
+            "slo_ms": first.slo_ms or None,
+            "prompts_per_user": sizes.prompts_per_user,
+            "time_budget_s": budget_s,
+            "points": [p.as_dict() for p in points],
         }
-        conc, rate = raw.get("concurrency"), raw.get("request_rate")
-        return SweepPoint(
-            int(conc) if conc is not None else None,
-            float(rate) if rate is not None else None,
-            int(raw["input_len"]),
-            int(raw["output_len"]),
-            metrics,
-            label=str(raw.get("label") or ""),
-            num_prompts=int(raw.get("num_prompts") or 0),
-            warmups=int(raw.get("warmups") or 0),
-            wall_s=float(raw.get("wall_s") or 0.0),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise GpubenchError(
-            f"{path}: a sweep point of {key} is malformed ({type(exc).__name__}: {exc}); "
-            "record it again with serve_bench.sweep"
-        ) from None
-
-
-@dataclass
-class Budget:
-    """A wall-clock limit for a sweep or a capacity search (None: no limit), checked before
-    each point: a point starts only when the time spent plus its estimated cost fits. The
-    first point always runs (nothing is known of the cost before it)."""
-
-    seconds: float | None
-    clock: Callable[[], float] = time.monotonic
-    start: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.start = self.clock()
-
-    def elapsed(self) -> float:
-        return self.clock() - self.start
-
-    def allows(self, cost_s: float | None) -> bool:
-        if self.seconds is None or cost_s is None:
-            return True
-        return self.elapsed() + cost_s <= self.seconds
-
-
-def point_cost(
-    measured: Sequence[SweepPoint], concurrency: int | None, rate: float | None, requests: int
-) -> float | None:
-    """Seconds a point of ``requests`` requests (warm-ups included) should take, from the
-    points measured so far; None before the first.
-
-    A closed loop of ``c`` users runs ``requests / c`` waves, each one request long, so a
-    point's wall time over its waves is one request's wall time at that load. It is read
-    from the measured point nearest at or above ``c``; above every measured point, from the
-    highest one scaled by ``c / its c`` (past saturation a request's latency grows in
-    proportion to the users, before it less: the estimate errs long). An open loop at
-    ``rate`` requests/s takes ``requests / rate`` plus one request's latency to drain.
-    """
-    done = [p for p in measured if p.wall_s > 0 and (p.num_prompts + p.warmups) > 0]
-    if not done:
-        return None
-    if concurrency is None:
-        last = done[-1]
-        e2el = last.get("e2el_ms") or 0.0
-        if rate is not None and math.isfinite(rate) and rate > 0:
-            return requests / rate + e2el / 1000
-        return last.wall_s
-
-    def per_wave(p: SweepPoint) -> float:
-        c = p.concurrency or 1
-        return p.wall_s / max(1.0, (p.num_prompts + p.warmups) / c)
-
-    waves = max(1.0, requests / concurrency)
-    above = [p for p in done if (p.concurrency or 1) >= concurrency]
-    if above:
-        nearest = min(above, key=lambda p: p.concurrency or 1)
-        return per_wave(nearest) * waves
-    top = max(done, key=lambda p: p.concurrency or 1)
-    return per_wave(top) * waves * concurrency / (top.concurrency or 1)
-
-
-def describe_point(kind: str, point: SweepPoint, percentile: int = 90) -> str:
-    """The permanent line a finished point leaves on the terminal and in the log."""
-
-    def pct(name: str) -> str:
-        m = point.metrics.get(name)
-        if m is None:
-            return "-"
-        return f"{m.value:,.0f}/{m.spread.get(f'p{percentile}', m.value):,.0f}"
-
-    out = point.metrics.get("output_tok_s")
-    parts = [
-        f"{kind} {point.label}:",
-        f"{out.value:,.1f} output tok/s," if out is not None else "",
-        f"ttft mean/p{percentile} {pct('ttft_ms')} ms,",
-        f"tpot {pct('tpot_ms')} ms,",
-        f"{point.wall_s:.1f} s;",
-    ]
-    cached = point.metrics.get("cached_prompt_fraction")
-    if cached is not None and cached.value >= 0.05:  # said where it matters: BOS is ~0.1%
-        parts.append(f"{cached.value:.0%} of prompt tokens from the server's cache;")
-    if point.meets_slo is not None:
-        parts.append("meets the SLO" if point.meets_slo else "misses the SLO")
-        if any(c["verdict"] == "unsure" for c in point.slo_check.values()):
-            parts.append("(within the noise)")
-    if point.saturated:
-        parts.append("saturated")
-    return " ".join(p for p in parts if p).rstrip(";")
-
-
-# --- driving ServeBench -----------------------------------------------------------------------
-
-
-def settings_for(
-    concurrency: Any, request_rate: Any, shapes: Any, input_len: int, output_len: int
-) -> list[Setting]:
-    """The points of a sweep: exactly one of the three is a list (the axis); the others are
-    one value each (concurrency None: no cap; request_rate inf: as fast as the cap allows)."""
-
-    def is_list(v: Any) -> bool:
-        return isinstance(v, list | tuple | range)
-
-    axes = [n for n, v in (("concurrency", concurrency), ("request_rate", request_rate),
-                           ("shapes", shapes)) if is_list(v)]  # fmt: skip
-    if len(axes) != 1:
-        raise GpubenchError(
-            "give exactly one list to sweep over: concurrency=[1, 2, 4, ...], "
-            "request_rate=[1.0, 2.0, ...] or shapes=[(input_len, output_len), ...]"
-            + (f" (got lists for {', '.join(axes)})" if axes else "")
-        )
-    axis = axes[0]
-    values = list(locals()[axis] if axis != "shapes" else shapes)
-    if not values:
-        raise GpubenchError(f"{axis} must list at least one setting")
-    rate = None if is_list(request_rate) else request_rate
-    if rate is not None and math.isinf(float(rate)):
-        rate = None
-    out = []
-    for v in values:
-        if axis == "concurrency":
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise GpubenchError(f"concurrency=[...] must hold whole numbers >= 1, got {v!r}")
-            out.append(Setting(v, rate, input_len, output_len, "concurrency"))
-        elif axis == "request_rate":
-            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-                raise GpubenchError(f"request_rate=[...] must hold rates > 0 req/s, got {v!r}")
-            r = None if math.isinf(float(v)) else float(v)
-            out.append(Setting(concurrency, r, input_len, output_len, "request_rate"))
-        else:
-            ok = (
-                isinstance(v, list | tuple)
-                and len(v) == 2
-                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
+        record_section(ctx, "sweep", info, first)
+        if result.stopped_by == "time_budget":
+            ctx.note(
+                f"{ctx.test_name}: sweep stopped by time_budget_s={budget_s:g} "
+                f"after {', '.join(p.label for p in points)}; the settings after those "
+                "were not measured"
             )
-            if not ok:
-                raise GpubenchError(
-                    f"shapes=[...] must hold (input_len, output_len) pairs of whole numbers, "
-                    f"got {v!r}"
-                )
-            out.append(Setting(concurrency, rate, int(v[0]), int(v[1]), "shape"))
-    labels = [s.label for s in out]
-    if len(set(labels)) != len(labels):
-        raise GpubenchError(f"{axis} lists a setting twice: {labels}")
-    if axis != "shapes":
-        key = (lambda s: s.concurrency) if axis == "concurrency" else (lambda s: s.request_rate)
-        out.sort(key=lambda s: math.inf if key(s) is None else key(s))
-    return out
-
-
-def prompts_for(setting: Setting, prompts_per_user: int, min_prompts: int) -> int:
-    """Requests at one point: ``prompts_per_user`` per stream at a concurrency, that many
-    seconds of arrivals at a request rate, never fewer than ``min_prompts``."""
-    if setting.axis == "request_rate" and setting.request_rate is not None:
-        n = math.ceil(prompts_per_user * setting.request_rate)
-    else:
-        n = prompts_per_user * (setting.concurrency or 1)
-    return max(min_prompts, n)
-
-
-def warmups_for(setting: Setting, warmups: int | None) -> int:
-    """Warm-ups before a point: as given, else one per stream (every slot warm)."""
-    if warmups is not None:
-        return warmups
-    if setting.concurrency:
-        return setting.concurrency
-    return min(8, max(1, math.ceil(setting.request_rate or 1)))
-
-
-class Sweeper:
-    """Runs points through a ``ServeBench`` inside one timed round, on one client."""
-
-    def __init__(self, bench: Any, server: Any, args: Mapping[str, Any], pool: int) -> None:
-        self.bench = bench
-        self.server = server
-        self.args = dict(args)
-        self.pool = pool  # the most streams any point opens
-        self.gpus = max(int(getattr(bench.gpubench.profile, "gpu_count", 1) or 1), 1)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.client: Any = None
-
-    def plan(self, setting: Setting, num_prompts: int, warmups: int) -> Any:
-        """The ``ServePlan`` of one measurement of a point. Each call builds new requests (a
-        draw of its own): a re-measured point that re-sent its prompts would find them in the
-        server's prefix cache and skip their prefill, as every point after the first of an
-        H200 capacity search did (llama.cpp's log: 1-token prefills), so it would measure
-        another workload."""
-        from pytest_gpubench.serving.arguments import check_serve
-
-        a = {
-            **self.args,
-            "concurrency": setting.concurrency,
-            "request_rate": math.inf if setting.request_rate is None else setting.request_rate,
-            "input_len": setting.input_len,
-            "output_len": setting.output_len,
-            "num_prompts": num_prompts,
-            "warmups": warmups,
-        }
-        check_serve(a)
-        return self.bench._plan(self.server, a)
-
-    def measure(self, setting: Setting, plan: Any, bar: Any = None) -> SweepPoint:
-        assert self.loop is not None
-        if self.client is None:
-            self.client = self.bench._client(plan, self.loop, self.pool)
-        began = time.monotonic()
-        run = self.bench._run_steady(plan, self.loop, self.client, bar)
-        metrics = self.bench._metrics([run], plan.slo_ms, plan.ignore_eos, None)
-        metrics.update(self.bench._plugin_metrics([run], metrics))
-        # the bench's own result type: importing it here would make bench <-> sweep a cycle
-        result = self.bench.result_type(metrics, [run], dict(plan.info))
-        return SweepPoint(
-            setting.concurrency,
-            setting.request_rate,
-            setting.input_len,
-            setting.output_len,
-            point_metrics(metrics, self.gpus),
-            label=setting.label,
-            num_prompts=len(plan.specs),
-            warmups=len(plan.warm_specs),
-            steady=steady_state(run.results, setting.concurrency, run.warmups),
-            wall_s=time.monotonic() - began,
-            result=result,
-        )
-
-    def __enter__(self) -> Sweeper:
-        self.loop = asyncio.new_event_loop()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self.loop is not None
-        close_loop(self.loop, self.client)
+    for point in points:
+        assert point.result is not None
+        check_result(point.result, first.max_error_rate, first.ignore_eos, stalls=False)
+    note_stalls(ctx, "sweep", points, recorded=recorded)

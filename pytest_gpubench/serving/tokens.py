@@ -76,15 +76,23 @@ class ServerTokenizer:
             order = list(STYLES)
         engine_label = getattr(known, "name", None) or engine
         self.style = ""
+        lost: list[httpx.TransportError] = []  # no answer at all (refused, reset, timed out)
         for style in order:
             try:
                 if self._encode(style, "hello world"):
                     self.style = style
                     break
+            except httpx.TransportError as exc:
+                lost.append(exc)
             except (httpx.HTTPError, KeyError, ValueError, TypeError):
                 continue
         if not self.style:
             self.client.close()
+            if lost and len(lost) == len(order):
+                raise GpubenchError(
+                    f"the server at {self.base_url} is not answering ({type(lost[-1]).__name__}"
+                    f": {lost[-1]}): it has died or was stopped; see its log"
+                )
             raise GpubenchError(
                 f"server {self.base_url} has no usable /tokenize endpoint (engine "
                 f"{engine_label or 'unknown'}); pass tokenizer='path/to/model' with a "

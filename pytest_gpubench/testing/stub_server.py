@@ -107,12 +107,14 @@ class Behaviour:
     # log it to ``llamacpp_log`` in llama-server's --log-verbosity 4 format
     cache_save_ms: float = 0.0
     llamacpp_log: str = ""
+    reject_above: int = 0  # > 0: a request arriving while this many stream answers HTTP 429
 
 
 class StubServer:
     def __init__(self, behaviour: Behaviour) -> None:
         self.b = behaviour
         self.requests = 0
+        self.streaming = 0  # generation requests being answered now
         self.counters = {"stub:requests_total": 0.0, "stub:generation_tokens_total": 0.0}
         # an engine with a fixed number of decode slots: the rest wait, in arrival order
         # (asyncio's semaphore wakes its waiters first in, first out)
@@ -163,7 +165,12 @@ class StubServer:
 
     async def reply(self, writer: asyncio.StreamWriter, status: int, obj: Any, ctype: str) -> None:
         data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
-        reason = {200: "OK", 404: "Not Found", 500: "Internal Server Error"}.get(status, "X")
+        reason = {
+            200: "OK",
+            404: "Not Found",
+            429: "Too Many Requests",
+            500: "Internal Server Error",
+        }.get(status, "X")
         writer.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
             % (status, reason.encode(), ctype.encode(), len(data), data)
@@ -172,11 +179,15 @@ class StubServer:
 
     async def route(self, method: str, path: str, body: bytes, w: asyncio.StreamWriter) -> None:
         if path in ("/v1/completions", "/v1/chat/completions") and method == "POST":
-            if self.slots is None:
-                await self.generate(path, json.loads(body or b"{}"), w)
-            else:
-                async with self.slots:  # queued: the time waited here is the client's TTFT
-                    await self.generate(path, json.loads(body or b"{}"), w)
+            if self.b.reject_above and self.streaming >= self.b.reject_above:
+                error = {"error": {"message": "stub: too many requests", "code": 429}}
+                await self.reply(w, 429, error, "application/json")
+                return
+            self.streaming += 1
+            try:
+                await self.stream(path, body, w)
+            finally:
+                self.streaming -= 1
         elif path == "/tokenize":
             req = json.loads(body or b"{}")
             await self.reply(
@@ -200,6 +211,13 @@ class StubServer:
             await self.reply(w, 200, text.encode(), "text/plain")
         else:
             await self.reply(w, 404, {"error": f"no route {path}"}, "application/json")
+
+    async def stream(self, path: str, body: bytes, w: asyncio.StreamWriter) -> None:
+        if self.slots is None:
+            await self.generate(path, json.loads(body or b"{}"), w)
+        else:
+            async with self.slots:  # queued: the time waited here is the client's TTFT
+                await self.generate(path, json.loads(body or b"{}"), w)
 
     async def generate(self, path: str, req: dict, w: asyncio.StreamWriter) -> None:
         self.requests += 1
@@ -383,6 +401,9 @@ def main(argv: list[str] | None = None) -> None:
         help="block the whole server this long per request (llama.cpp's host prompt cache)",
     )  # fmt: skip
     p.add_argument("--llamacpp-log", default="", help="write llama-server-style log lines here")
+    p.add_argument(
+        "--reject-above", type=int, default=0, help="HTTP 429 while this many requests stream"
+    )
     a = p.parse_args(argv)
     behaviour = Behaviour(
         a.tokens_per_s,
@@ -402,6 +423,7 @@ def main(argv: list[str] | None = None) -> None:
         prefill_ms=a.prefill_ms,
         cache_save_ms=a.cache_save_ms,
         llamacpp_log=a.llamacpp_log,
+        reject_above=a.reject_above,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(a.port, behaviour, a.host))

@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 
+from pytest_gpubench.results.sections import WorkloadInfo, write_workload
 from pytest_gpubench.workloads import memory
 from pytest_gpubench.workloads.resident import resident
 from pytest_gpubench.workloads.synthetic import WeightsChoice, catalog_config, choose_weights
@@ -112,23 +113,12 @@ def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@dataclass
-class RunInfo:
-    """Facts about one workload run, stored in pytest-benchmark's ``extra_info["workload"]``."""
-
-    workload: str
-    device: str
-    dtype: str
-    source: dict[str, Any]
-    settings: dict[str, Any]
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+#: facts about one workload run, stored in ``extra_info["workload"]`` (results/sections.py)
+RunInfo = WorkloadInfo
 
 
 def record_info(gpubench: Any, info: RunInfo) -> None:
-    gpubench.benchmark.extra_info["workload"] = info.as_dict()
+    write_workload(gpubench.benchmark.extra_info, info)
 
 
 def record_peak_memory(gpubench: Any) -> float:

@@ -1,4 +1,5 @@
-"""The README's example engine, run as written: one module, registered through the hook.
+"""The documentation's example engine (docs/extending/example-engine.md), run as written:
+one module, registered through the hook.
 
 The "binary" is the test suite's stub OpenAI server (pytest_gpubench/testing/stub_server.py),
 started for real by llm_server's process launcher: no real engine is needed to show that an

@@ -15,7 +15,7 @@ RECORDED = Path(__file__).parent / "recorded"
 
 
 def test_llamacpp_host_cache_copies_and_evictions_from_the_h200_log() -> None:
-    """69 unedited lines of the H200 capacity run (docs/h200-run/server-log-stalls.txt): one
+    """69 unedited lines of the H200 capacity run (archive/h200-run/server-log-stalls.txt): one
     new request (task 8851) makes the server save three idle slots; one is cached already,
     two need room first."""
     text = (RECORDED / "llamacpp_h200_host_prompt_cache.log").read_text()

@@ -10,9 +10,9 @@ The live comparison is opt-in (``GPUBENCH_VLLM_COMPARE=1``) and NOT covered in C
 ``not_in_ci``; nothing sets the variable): on a machine shared with other work the server
 itself runs at different speeds during the two tools' runs (its own /metrics show it, and
 the test prints them), which no client can correct for. Run it on a quiet machine; the
-README has the numbers measured here. The paced-stub comparisons always run, CI included,
-and hold what the stub's fixed schedule sets (TPOT, throughput) to 5% whatever the load;
-TTFT, which each client stamps itself, is held to 5% of the other's only with the variable
+numbers measured here are in docs/measurements.md. The paced-stub comparisons always run,
+CI included, and hold what the stub's fixed schedule sets (TPOT, throughput) to 5% whatever the
+load; TTFT, which each client stamps itself, is held to 5% of the other's only with the variable
 set (both are always at least the stub's scheduled 40 ms).
 """
 

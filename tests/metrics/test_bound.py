@@ -28,7 +28,7 @@ def test_the_busy_threshold_is_inclusive(util: float, expected: str) -> None:
 
 
 def test_threshold_sits_between_the_measured_groups() -> None:
-    """docs/h100.md and docs/gpu-paths: fed GPUs read 72-100%, harness-bound runs 22-37%."""
+    """docs/h100.md and archive/gpu-paths: fed GPUs read 72-100%, harness-bound runs 22-37%."""
     assert 37 < BUSY_PCT < 72
 
 

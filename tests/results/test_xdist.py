@@ -223,3 +223,45 @@ def test_plan_under_xdist_collects_on_the_controller(pytester: pytest.Pytester) 
     pytester.makepyfile(test_m=TESTS)
     result = pytester.runpytest("--device=cpu", "-n", "2", "--gpubench-plan")
     result.stdout.fnmatch_lines(["plan for cpu *: 4 of 5 benchmarks would run"])
+
+
+# two benchmarks, then one that kills its worker outright, then two more (a new worker's)
+CRASHING = """
+import os
+import pytest
+
+@pytest.mark.parametrize("i", range(2))
+def test_before(gpubench, i):
+    gpubench.time(lambda: None, rounds=1, warmup_rounds=0)
+    gpubench.metric("tok_s", 100.0 + i, "tok/s", True, headline=True)
+
+def test_crash(gpubench):
+    gpubench.time(lambda: None, rounds=1, warmup_rounds=0)
+    gpubench.metric("tok_s", 1.0, "tok/s", True, headline=True)
+    os._exit(1)
+
+@pytest.mark.parametrize("i", range(2))
+def test_after(gpubench, i):
+    gpubench.time(lambda: None, rounds=1, warmup_rounds=0)
+    gpubench.metric("tok_s", 200.0 + i, "tok/s", True, headline=True)
+"""
+
+
+def test_a_crashed_worker_loses_only_the_test_it_was_running(pytester: pytest.Pytester) -> None:
+    """``os._exit`` in a worker: what it finished before is in the table and the baseline (it
+    was sent at session end, which that worker never reached), and the summary names the test
+    whose result was lost."""
+    pytester.makepyfile(test_m=CRASHING)
+    result = pytester.runpytest("--device=cpu", "-n", "1", "--gpubench-save-baseline")
+    result.assert_outcomes(passed=4, failed=1)
+    out = result.stdout.str()
+    finished = ["test_m.py::test_before[0]", "test_m.py::test_before[1]",
+                "test_m.py::test_after[0]", "test_m.py::test_after[1]"]  # fmt: skip
+    rows = section(out, "gpubench results")
+    assert [row.split()[0] for row in rows] == finished, out
+    assert "gpubench: no result for test_m.py::test_crash: worker 'gw0' crashed" in out, out
+    doc = saved(pytester)
+    values = {
+        b["fullname"]: b["extra_info"]["metrics"]["tok_s"]["value"] for b in doc["benchmarks"]
+    }
+    assert values == dict(zip(finished, [100.0, 101.0, 200.0, 201.0], strict=True))

@@ -3,8 +3,8 @@
 Against the stub server in its own process, streaming as fast as its socket takes them, so
 the client is the bottleneck (the recorded ``client_cpu_fraction`` near 1.0 shows it: the
 client's process used a whole core for the whole round). Any real server slower than this
-ceiling is measured, not the client. Both transports are measured; the README quotes the
-numbers and client.py says why aiohttp is the default.
+ceiling is measured, not the client. Both transports are measured; docs/measurements.md
+quotes the numbers and client.py says why aiohttp is the default.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""serve_bench's error-rate gate and its warnings (``ServeBench._check``), by hand.
+"""serve_bench's error-rate gate and its warnings (``aggregate.check_result``), by hand.
 
 The default allowed error rate is 0: one failed request of twenty fails the test.
 """
@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 
+from pytest_gpubench.serving.aggregate import check_result
 from pytest_gpubench.serving.bench import ServeBench, ServeResult, ServingWarning
 from pytest_gpubench.serving.client import RequestResult, RequestSpec
 from pytest_gpubench.serving.metrics import serving_metrics
@@ -34,11 +35,11 @@ def result(results: list[RequestResult]) -> ServeResult:
 
 
 def check(res: ServeResult, max_error_rate: float | None = None, ignore_eos: bool = True):
-    bench = ServeBench(None, None)  # type: ignore[arg-type]  # _check uses neither
+    bench = ServeBench(None, None)  # type: ignore[arg-type]  # the run's default only
     rate = bench.max_error_rate if max_error_rate is None else max_error_rate
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bench._check(res, rate, ignore_eos)
+        check_result(res, rate, ignore_eos)
     return [str(w.message) for w in caught if issubclass(w.category, ServingWarning)]
 
 

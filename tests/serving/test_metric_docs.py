@@ -1,4 +1,4 @@
-"""The README's serving metric table is the one generated from the definitions in code."""
+"""The documentation's serving metric table is the one generated from the definitions in code."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from pathlib import Path
 
 from pytest_gpubench.serving.metrics import SERVING_METRICS, definition_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+METRICS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "metrics.md"
 
 
 def test_readme_metric_table_matches_the_code() -> None:
-    text = README.read_text()
+    text = METRICS_PAGE.read_text()
     for line in definition_table():
-        assert line in text, f"README is missing or has a stale row: {line}"
+        assert line in text, f"{METRICS_PAGE.name} is missing or has a stale row: {line}"
 
 
 def test_every_metric_has_a_unit_and_definition() -> None:
