@@ -224,9 +224,8 @@ class _LoadRun:
             await asyncio.gather(*self.tasks)
 
     async def wait_until(self, due: float) -> bool:
-        """Wait for ``due`` and a free slot; False when the run stops meanwhile. Never past the
-        run's duration (a trace row due an hour later: the run waited the hour, then stopped
-        without it; now the duration check after the wait stops it on time)."""
+        """Wait for ``due`` and a free slot; False when the run stops meanwhile, or when its
+        duration ends before ``due`` (a trace row an hour later: the run waited the hour)."""
         duration = self.load.duration_s
         end = self.start + duration if duration is not None else math.inf
         delay = min(due, end) - self.clock()
@@ -236,6 +235,9 @@ class _LoadRun:
                 return False
             except asyncio.TimeoutError:
                 pass
+        if due >= end:  # due after the run's end: not sent (without a cap, it went early)
+            self.stopped_by = "duration"
+            return False
         if self.sem is not None:
             await self.sem.acquire()
             if self.stop.is_set() or self.past_duration():

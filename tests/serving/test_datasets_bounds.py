@@ -215,3 +215,26 @@ def test_deeply_nested_json_data_is_one_error_naming_the_file(tmp_path: Path) ->
     trace.write_text(json.dumps(row(0)) + "\n" + deep + "\n")
     with pytest.raises(GpubenchError, match=rf"{trace}:2: not JSON \(nested too deeply\)"):
         read_trace(trace)
+
+
+def test_a_duration_sends_nothing_due_after_it(stub_server) -> None:
+    """2 requests/s on a constant schedule for 1.2 s, no concurrency cap: due at 0, 0.5 and
+    1.0 s are sent; the one due at 1.5 s is not (it was sent at 1.5 s, past the run's end;
+    waiting for the end alone would have sent it early, at 1.2 s)."""
+    w = Workload(input_len=4, output_len=2)
+    specs = RequestFactory(w, WordTok()).take(10)
+    load = LoadSpec(concurrency=None, rate=2.0, arrival="constant", num_requests=None,
+                    duration_s=1.2)  # fmt: skip
+
+    async def go():
+        client = StreamingClient(stub_server.base_url, stub_server.model)
+        try:
+            return await asyncio.wait_for(run_load(client, specs, load), timeout=30)
+        finally:
+            await client.aclose()
+
+    res = asyncio.new_event_loop().run_until_complete(go())
+    assert res.stopped_by == "duration" and len(res.results) == 3, res.results
+    sent = sorted(r.start - res.start for r in res.results)
+    for got, want in zip(sent, [0.0, 0.5, 1.0], strict=True):
+        assert got == pytest.approx(want, abs=0.15)
