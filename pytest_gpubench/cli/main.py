@@ -133,12 +133,14 @@ def _pareto(args: argparse.Namespace) -> int:
 
     from pytest_gpubench.report import pareto
     from pytest_gpubench.results.atomic import write_or_explain
+    from pytest_gpubench.serving.sweep import check_percentile
 
+    try:  # checked with or without --slo: a percentile 42 was accepted silently
+        pct = check_percentile(args.percentile)
+    except GpubenchError as exc:
+        raise GpubenchError(f"--percentile: {exc}") from None
     curves = pareto.load_curves(args.files, args.key)
     if args.slo:
-        from pytest_gpubench.serving.sweep import check_percentile
-
-        pct = check_percentile(args.percentile)
         pareto.apply_slo(curves, pareto.parse_slo(args.slo), pct)
     for line in pareto.text_rows(curves):
         print(line)
@@ -240,6 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except GpubenchError as exc:
         print(f"pytest-gpubench: error: {exc}", file=sys.stderr)
+        return 2
+    except RecursionError:  # the readers name the file; this is the net under any other
+        print(
+            "pytest-gpubench: error: an input file is nested too deeply to read (hundreds of "
+            "levels of lists or objects); check the files given",
+            file=sys.stderr,
+        )
         return 2
     except BrokenPipeError:  # `pytest-gpubench pareto ... | head`: the reader left, no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own recipe

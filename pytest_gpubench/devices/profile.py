@@ -162,6 +162,10 @@ def _read_toml(path: Path | None, text: str | None = None) -> dict[str, Any]:
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise GpubenchError(f"device profile file {label} is not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise GpubenchError(
+            f"device profile file {label} is not valid TOML: nested too deeply"
+        ) from None
     profiles = data.get("profiles")
     if not isinstance(profiles, dict):
         raise GpubenchError(f"{label}: expected tables named [profiles.NAME]")

@@ -3,7 +3,8 @@
 Stopping must not depend on a test finishing normally. Handles register here the moment they
 exist; the registry is emptied by the session fixture's finalizer (end of run, failing
 fixtures and tests), by ``pytest_unconfigure`` (Ctrl-C and SIGTERM, which the plugin turns into
-KeyboardInterrupt so pytest unwinds), and by ``atexit`` as a last resort. For the case no
+KeyboardInterrupt so pytest unwinds; a second Ctrl-C then only hurries the stopping, see
+``shield_teardown``), and by ``atexit`` as a last resort. For the case no
 Python code sees, pytest killed with SIGKILL, each handle is also in the run's record on disk
 and a watchdog process stops the whole tree (see ``reaper``).
 """
@@ -11,6 +12,8 @@ and a watchdog process stops the whole tree (see ``reaper``).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import os
 import signal
 import sys
 import threading
@@ -59,8 +62,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as KeyboardInterrupt so pytest unwinds and runs every finalizer."""
 
 
+# Set by a second Ctrl-C while pytest unwinds from the first: servers still stopping get no
+# more grace (ProcessHandle.stop sends SIGKILL at once).
+STOP_NOW = threading.Event()
+SECOND_CTRL_C = (
+    "\npytest-gpubench: Ctrl-C again: stopping the servers now, without their grace period\n"
+)
+
 _previous: Any = None
 _installed = False
+_previous_sigint: Any = None
+_shielded = False
 # pytest runs nest (pytester's in-process runs): only the outermost restores the handler and
 # empties the registry, or an inner run would stop the outer run's servers.
 _depth = 0
@@ -71,6 +83,38 @@ def _on_sigterm(signum: int, frame: object) -> None:
     # SIGKILL still works, and the run's watchdog handles that case.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated(f"received signal {signum} (SIGTERM)")
+
+
+def _on_second_interrupt(signum: int, frame: object) -> None:
+    if not STOP_NOW.is_set():
+        STOP_NOW.set()
+        with contextlib.suppress(OSError):
+            os.write(2, SECOND_CTRL_C.encode())
+
+
+def shield_teardown() -> None:
+    """pytest unwinds from a Ctrl-C or SIGTERM: from now on Ctrl-C hurries the teardown
+    instead of aborting it. A second Ctrl-C used to raise KeyboardInterrupt out of the
+    session's finalizer while it waited for a server to stop: a traceback through pytest's
+    hooks, no results summary, and the servers left to ``atexit``. Now it only ends the
+    servers' grace period; the run still ends as interrupted. Outermost run, main thread."""
+    global _previous_sigint, _shielded
+    if _shielded or _depth != 1 or sys.platform == "win32":
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _previous_sigint = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, _on_second_interrupt)
+    _shielded = True
+
+
+def _unshield() -> None:
+    global _shielded
+    if _shielded and threading.current_thread() is threading.main_thread():
+        previous = _previous_sigint if _previous_sigint is not None else signal.default_int_handler
+        signal.signal(signal.SIGINT, previous)
+        _shielded = False
+    STOP_NOW.clear()
 
 
 def enter_run() -> None:
@@ -100,6 +144,7 @@ def leave_run() -> None:
         REGISTRY.stop_all()
         reaper.RUN.close()  # the record is empty now: the watchdog exits
     finally:
+        _unshield()
         if _installed and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _previous if _previous is not None else signal.SIG_DFL)
             _installed = False

@@ -83,6 +83,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         print(line, file=sys.stderr)
 
 
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo) -> None:
+    """Ctrl-C or SIGTERM: pytest unwinds next; a second Ctrl-C must not abort that."""
+    cleanup.shield_teardown()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     pool = config.stash.get(POOL, None)
     try:

@@ -26,7 +26,7 @@ import psutil
 from pytest_gpubench.engines.base import Engine
 from pytest_gpubench.launch import reaper
 from pytest_gpubench.launch.base import DEFAULT_GRACE_S, StartRequest, shell_join
-from pytest_gpubench.launch.cleanup import REGISTRY
+from pytest_gpubench.launch.cleanup import REGISTRY, STOP_NOW
 from pytest_gpubench.launch.logs import ServerLog
 
 PR_SET_PDEATHSIG = 1
@@ -104,7 +104,7 @@ class ProcessHandle:
         members = self._group_members()
         self._signal_group(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and self.proc.poll() is None:
+        while time.monotonic() < deadline and self.proc.poll() is None and not STOP_NOW.is_set():
             time.sleep(0.05)
         self._signal_group(signal.SIGKILL)
         for member in members:  # stragglers that changed process group

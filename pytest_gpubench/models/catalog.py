@@ -218,6 +218,11 @@ def _parse(path: str, mtime: float) -> dict[str, Any]:
             f"{path}: not a JSON model config ({exc}); name a config.json, a model folder, "
             "a catalog id, or a .gguf file"
         ) from None
+    except RecursionError:
+        raise GpubenchError(
+            f"{path}: not a JSON model config (nested too deeply to read); name a "
+            "config.json, a model folder, a catalog id, or a .gguf file"
+        ) from None
     except OSError as exc:
         raise GpubenchError(f"{path}: cannot read the model config ({exc.strerror})") from None
     if not isinstance(data, dict):

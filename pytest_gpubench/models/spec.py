@@ -13,6 +13,7 @@ with the context.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,21 +135,32 @@ class _Cfg:
         value = self.data.get(key)
         if value is None:
             raise ConfigError(
-                f"{self.source}: field {self.prefix}{key!r} is missing; the memory estimate needs "
+                f"{self.source}: field '{self.prefix}{key}' is missing; the memory estimate needs "
                 f"it (model_type {self.data.get('model_type', '?')!r}). Add it to the config, "
                 "or give the test an explicit needs_vram(GiB)."
             )
         return value
 
-    def int(self, key: str, default: int | None = None) -> int:
+    def int(self, key: str, default: int | None = None, low: int = 0) -> int:
+        """A count or size: every field read here is one, so a negative value is a broken
+        config; ``low=1`` for a field the estimate divides by (0 attention heads was a
+        ZeroDivisionError from inside)."""
         value = self.data.get(key)
         if value is None:
             if default is None:
                 self.req(key)
             return int(default or 0)
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < low
+        ):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
             raise ConfigError(
-                f"{self.source}: field {self.prefix}{key!r} must be a number, got {value!r}"
+                f"{self.source}: field '{self.prefix}{key}' must be a whole number >= {low}, "
+                f"got {shown}; correct it in the config, or give the test an explicit "
+                "needs_vram(GiB)"
             )
         return int(value)
 
@@ -160,7 +172,7 @@ class _Cfg:
         value = self.data.get(key)
         if not isinstance(value, Mapping):
             self.req(key)
-            raise ConfigError(f"{self.source}: field {self.prefix}{key!r} must be an object")
+            raise ConfigError(f"{self.source}: field '{self.prefix}{key}' must be an object")
         return _Cfg(value, self.source, f"{self.prefix}{key}.")
 
 
@@ -258,7 +270,7 @@ def _decoder(cfg: _Cfg, *, kind: str, name: str) -> tuple[_Census, dict[str, Any
     mt = str(cfg.get("model_type", ""))
     h = cfg.int("hidden_size")
     n = cfg.int("num_hidden_layers")
-    nh = cfg.int("num_attention_heads")
+    nh = cfg.int("num_attention_heads", low=1)
     kvh = cfg.int("num_key_value_heads", nh)
     hd = cfg.int("head_dim", h // nh)
     vocab = cfg.int("vocab_size")
@@ -448,7 +460,7 @@ def _nemotron_h(cfg: _Cfg, *, kind: str, name: str) -> tuple[_Census, dict[str, 
     h = cfg.int("hidden_size")
     vocab = cfg.int("vocab_size")
     pattern = str(cfg.req("hybrid_override_pattern"))
-    nh = cfg.int("num_attention_heads")
+    nh = cfg.int("num_attention_heads", low=1)
     kvh = cfg.int("num_key_value_heads", nh)
     hd = cfg.int("head_dim", h // nh)
     tied = bool(cfg.get("tie_word_embeddings", False))
@@ -543,7 +555,7 @@ def _vision(cfg: _Cfg, text_hidden: int, top: _Cfg) -> int:
             v.int("intermediate_size"),
             v.int("num_hidden_layers"),
         )
-        patch, image = v.int("patch_size"), v.int("image_size")
+        patch, image = v.int("patch_size", low=1), v.int("image_size")
         n = v.int("num_channels", 3) * patch * patch * h + h + (image // patch) ** 2 * h
         n += layers * (4 * h + 4 * (h * h + h) + (h * inter + inter) + (inter * h + h))
         n += 2 * h  # post_layernorm

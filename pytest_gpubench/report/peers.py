@@ -98,6 +98,8 @@ def parse(text: str) -> Any:
     """A JSON document, or a JSONL file as the list of its objects; None if it is neither."""
     try:
         return json.loads(text)
+    except RecursionError:  # nested too deeply: results.baseline.load names the file
+        return None
     except json.JSONDecodeError:
         pass
     lines = [line for line in text.splitlines() if line.strip()]
@@ -105,7 +107,7 @@ def parse(text: str) -> Any:
         return None
     try:
         docs = [json.loads(line) for line in lines]
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     return docs if all(isinstance(d, dict) for d in docs) else None
 

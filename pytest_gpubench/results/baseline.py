@@ -187,7 +187,25 @@ def load(path: str | os.PathLike[str]) -> Baseline:
         raise bad(p, f"line {exc.lineno}", f"not valid JSON ({exc.msg})") from None
     except RecursionError:
         raise bad(p, "top level", "not valid JSON (nested too deeply)") from None
-    return from_document(p, doc)
+    found = from_document(p, doc)
+    _refuse_duplicates(p, doc["benchmarks"])
+    return found
+
+
+def _refuse_duplicates(path: Path, benchmarks: list[dict[str, Any]]) -> None:
+    """A file holds each entry once: with two, one of them silently won (the last), so the
+    gate compared against a number the file's reader could not tell from the other."""
+    first: dict[str, int] = {}
+    for i, bench in enumerate(benchmarks):
+        key = entry_key(bench)
+        if key in first:
+            raise bad(
+                path,
+                f"benchmarks[{i}]",
+                f"entry {key!r} is already benchmarks[{first[key]}]; a file holds each entry "
+                "once: delete one of them",
+            )
+        first[key] = i
 
 
 def write_atomic(path: Path, document: dict[str, Any]) -> None:

@@ -26,11 +26,7 @@ from pytest_gpubench.serving.metrics import error_summary, result_rows, serving_
 from pytest_gpubench.serving.plan import ServePlan
 from pytest_gpubench.serving.run import RunResult
 from pytest_gpubench.serving.stalls import STALL_METRIC, stall_message, stall_metric
-from pytest_gpubench.serving.warn import warn_at_caller
-
-
-class ServingWarning(UserWarning):
-    """A serving run measured something other than what was asked (short outputs, counts)."""
+from pytest_gpubench.serving.warn import ServingWarning, warn_at_caller
 
 
 def repeated_prompts_message(cached: Metric | None, workload: Mapping[str, Any]) -> str | None:

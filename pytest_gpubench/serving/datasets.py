@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +89,7 @@ class TraceRow:
     input_len: int
     output_len: int
     hash_ids: tuple[int, ...] = ()
+    row: int = 0  # the row's number in the file (1-based), for messages about it
 
 
 # -- conversations ---------------------------------------------------------------------------
@@ -170,7 +173,7 @@ def _read_records(path: Path, split: str | None) -> list[dict[str, Any]]:
     if path.is_file() and path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise GpubenchError(
                 f"dataset {path} is not JSON ({exc}); a ShareGPT file is one JSON list of "
                 '{"conversations": [...]} (for one record per line, name it .jsonl)'
@@ -265,24 +268,46 @@ TRACE_HELP = (
     "a trace needs Mooncake's columns (timestamp in ms, input_length, output_length, optional "
     "hash_ids) or BurstGPT's (Timestamp in s, Request tokens, Response tokens)"
 )
+# The most tokens a trace row may ask for in or out: the longest context windows published
+# (Llama 4 Scout's 10M). A length of 1e15 was accepted and sent as max_tokens.
+MAX_TRACE_TOKENS = 10_000_000
+# The longest replay a test may ask for (the arrival of the last row sent, scaled). A row at
+# 1e12 s held the replay, waiting for it, until an outside timeout killed pytest.
+MAX_REPLAY_S = 7 * 24 * 3600.0
+
+
+def _trace_text(path: Path) -> str:
+    """The file as text; not UTF-8 is one line naming the file, the line and the fix."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise GpubenchError(
+            f"trace file {path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
 
 
 def _trace_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise GpubenchError(f"trace file {path} does not exist; {TRACE_HELP}")
+    text = _trace_text(path)
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+        try:
+            return list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as exc:
+            raise GpubenchError(f"trace file {path}: not CSV ({exc}); {TRACE_HELP}") from None
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
+            why = getattr(exc, "msg", "nested too deeply")
             raise GpubenchError(
-                f"{path}:{lineno}: not JSON ({exc.msg}); a trace is JSONL (one object a line) "
-                "or CSV"
+                f"{path}:{lineno}: not JSON ({why}); a trace is JSONL (one object a line) or CSV"
             ) from None
         if not isinstance(obj, dict):
             raise GpubenchError(f"{path}:{lineno}: each line must be a JSON object")
@@ -291,19 +316,28 @@ def _trace_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _number(path: Path, row: int, col: str, value: Any, whole: bool) -> float:
+    """A finite number >= 0 (a length: whole, at most MAX_TRACE_TOKENS); JSON's ``true`` is
+    not one (Python reads it as 1), nor is ``inf``/``nan`` (a replay due at inf never ends)."""
     try:
-        v = float(value)
+        v = math.nan if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
-        v = float("nan")
-    if v != v or v < 0 or (whole and v != int(v)):
-        kind = "a whole number >= 0" if whole else "a number >= 0"
+        v = math.nan
+    top = MAX_TRACE_TOKENS if whole else math.inf
+    if not (math.isfinite(v) and 0 <= v <= top) or (whole and v != int(v)):
+        kind = f"a whole number from 0 to {MAX_TRACE_TOKENS:,}" if whole else "a finite number >= 0"
         raise GpubenchError(f"trace file {path}, row {row}: {col!r} must be {kind}, got {value!r}")
     return v
 
 
 def read_trace(path: str | Path) -> tuple[TraceRow, ...]:
-    """The trace's rows sorted by arrival, times in seconds from the first arrival."""
+    """The trace's rows sorted by arrival, times in seconds from the first arrival (cached
+    per file and mtime: ``serve_bench`` reads it again to check the replay's length)."""
     p = Path(path).expanduser()
+    return _read_trace(p, p.stat().st_mtime if p.is_file() else 0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_trace(p: Path, mtime: float) -> tuple[TraceRow, ...]:
     raw = _trace_rows(p)
     if not raw:
         raise GpubenchError(f"trace file {p} holds no rows")
@@ -324,12 +358,70 @@ def read_trace(path: str | Path) -> tuple[TraceRow, ...]:
         if not isinstance(hashes, list | tuple) or not all(isinstance(h, int) for h in hashes):
             raise GpubenchError(f"trace file {p}, row {i}: hash_ids must be a list of integers")
         t = _number(p, i, ts_col, r.get(ts_col), False) * unit
-        rows.append(TraceRow(t, in_len, out_len, tuple(hashes)))
+        rows.append(TraceRow(t, in_len, out_len, tuple(hashes), i))
     if not rows:
         raise GpubenchError(f"trace file {p} has no row with input and output tokens")
     rows.sort(key=lambda r: r.arrival_s)
     t0 = rows[0].arrival_s
-    return tuple(TraceRow(r.arrival_s - t0, r.input_len, r.output_len, r.hash_ids) for r in rows)
+    return tuple(
+        TraceRow(r.arrival_s - t0, r.input_len, r.output_len, r.hash_ids, r.row) for r in rows
+    )
+
+
+def _span(seconds: float) -> str:
+    """A replay's length as a person reads it: '45 s', '2.5 h', '11.6 days', '3.2e+04 years'."""
+    for unit, size in (("years", 365 * 86400.0), ("days", 86400.0), ("h", 3600.0)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def check_replay(
+    path: str | Path,
+    time_scale: float,
+    rows_sent: int,
+    rounds: int = 1,
+    budgets: Mapping[str, float | None] | None = None,
+) -> str | None:
+    """Whether the replay of the trace's first ``rows_sent`` rows can run: a
+    ``GpubenchError`` naming the row when it would pass MAX_REPLAY_S, else a warning when
+    it (``rounds`` times over) would pass one of ``budgets`` (name -> seconds; None: none),
+    else None."""
+    trace = read_trace(path)
+    last = trace[max(min(rows_sent, len(trace)), 1) - 1]
+    span = last.arrival_s * time_scale
+    arrives = (
+        f"row {last.row} arrives {last.arrival_s:.4g} s after the first row, so the replay "
+        f"would run {_span(span)} (trace_time_scale={time_scale:g})"
+    )
+    if span > MAX_REPLAY_S:
+        raise GpubenchError(
+            f"trace file {path}: {arrives}, past the {_span(MAX_REPLAY_S)} a replay may run; "
+            "correct the row's timestamp, send fewer rows (num_prompts=) or pass a smaller "
+            "trace_time_scale"
+        )
+    total = span * rounds
+    for name, budget in (budgets or {}).items():
+        if budget is not None and total > budget:
+            times = f" x {rounds} rounds" if rounds > 1 else ""
+            return (
+                f"trace file {path}: {arrives}{times}, longer than {name}={budget:g} s; "
+                "send fewer rows (num_prompts=) or pass a smaller trace_time_scale"
+            )
+    return None
+
+
+def pytest_timeout_of(node: Any) -> float | None:
+    """The timeout pytest-timeout puts on this test (its marker, else --timeout, the ini's
+    ``timeout`` or PYTEST_TIMEOUT), in seconds; None without pytest-timeout or a timeout. A
+    replay longer than it is killed mid-run, so ``serve_bench`` warns before it starts."""
+    try:
+        import pytest_timeout
+
+        timeout = pytest_timeout._get_item_settings(node).timeout  # its own precedence
+    except Exception:  # not installed, or its private helper changed: no budget known
+        return None
+    return float(timeout) if timeout else None
 
 
 def block_rng(

@@ -18,7 +18,7 @@ from pytest_gpubench.engines import Engine, find_engine
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.serving.client import IDLE_TIMEOUT_S
 from pytest_gpubench.serving.context import ServeContext
-from pytest_gpubench.serving.datasets import data_info
+from pytest_gpubench.serving.datasets import check_replay, data_info, pytest_timeout_of
 from pytest_gpubench.serving.metrics import check_slo
 from pytest_gpubench.serving.options import ServeOptions
 from pytest_gpubench.serving.requests import Workload
@@ -26,6 +26,7 @@ from pytest_gpubench.serving.run import Adaptive
 from pytest_gpubench.serving.schedule import LoadSpec
 from pytest_gpubench.serving.sources import Draw, RequestSource, Sendable, source_for
 from pytest_gpubench.serving.tokens import LocalTokenizer, ServerTokenizer, Tokenizer
+from pytest_gpubench.serving.warn import ServingWarning, warn_at_caller
 
 
 @runtime_checkable
@@ -169,6 +170,12 @@ def build_plan(ctx: ServeContext, server: Any, options: ServeOptions) -> ServePl
         if isinstance(tok, ServerTokenizer):
             tok.close()
     specs, warm, later, draw = rounds
+    if workload.trace_file is not None:  # a replay past the test's timeout: said before it runs
+        timeout = {"the test's timeout": pytest_timeout_of(getattr(ctx.request, "node", None))}
+        scale, rows = workload.trace_time_scale, len(specs)
+        note = check_replay(workload.trace_file, scale, rows, load.rounds, timeout)
+        if note:
+            warn_at_caller(ServingWarning(note))
     label = engine.name if engine is not None else engine_label(server)
     info = serving_info(label, model, options, workload, [*draw, ctx.nonce])
     if options.requests.source is not None:  # a source chosen by name or object

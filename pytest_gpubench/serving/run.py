@@ -11,6 +11,7 @@ hit. Requests in flight at that moment finish and count.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -223,14 +224,20 @@ class _LoadRun:
             await asyncio.gather(*self.tasks)
 
     async def wait_until(self, due: float) -> bool:
-        """Wait for ``due`` and a free slot; False when the run stops meanwhile."""
-        delay = due - self.clock()
+        """Wait for ``due`` and a free slot; False when the run stops meanwhile, or when its
+        duration ends before ``due`` (a trace row an hour later: the run waited the hour)."""
+        duration = self.load.duration_s
+        end = self.start + duration if duration is not None else math.inf
+        delay = min(due, end) - self.clock()
         if delay > 0:
             try:
                 await asyncio.wait_for(self.stop.wait(), timeout=delay)
                 return False
             except asyncio.TimeoutError:
                 pass
+        if due >= end:  # due after the run's end: not sent (without a cap, it went early)
+            self.stopped_by = "duration"
+            return False
         if self.sem is not None:
             await self.sem.acquire()
             if self.stop.is_set() or self.past_duration():

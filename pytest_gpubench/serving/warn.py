@@ -18,6 +18,12 @@ from pathlib import Path
 _PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep  # .../pytest_gpubench/
 
 
+class ServingWarning(UserWarning):
+    """A serving run measured something other than what was asked (short outputs, counts),
+    or will not run as asked (a trace replay longer than the test's timeout). Here, below
+    ``plan`` and ``aggregate``, so both can raise it; ``serving.bench`` exports it."""
+
+
 def warn_at_caller(warning: Warning) -> None:
     """``warnings.warn(warning)`` at the nearest frame outside pytest_gpubench."""
     level = 2  # warnings.warn's 1 is this function; 2 is the frame that called it

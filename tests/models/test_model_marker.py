@@ -280,3 +280,28 @@ def test_a_local_gguf_file_needs_its_size(pytester: pytest.Pytester) -> None:
     pytester.runpytest("--device=rtx4090").assert_outcomes(passed=1)
     plan = pytester.runpytest("--device=rtx4090", "--gpubench-plan")
     plan.stdout.fnmatch_lines(["*::test_served * 1.0 GiB * run*"])
+
+
+def test_config_with_zero_attention_heads_names_the_field(pytester: pytest.Pytester) -> None:
+    """0 heads was a ZeroDivisionError (hidden_size // heads) from inside the estimate."""
+    cfg = pytester.path / "mymodel" / "config.json"
+    cfg.parent.mkdir()
+    fields = {"model_type": "llama", "hidden_size": 64, "vocab_size": 100}
+    fields.update(num_hidden_layers=2, num_attention_heads=0, intermediate_size=128)
+    cfg.write_text(json.dumps(fields))
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.model({str(cfg.parent)!r})
+        def test_local():
+            pass
+        """
+    )
+    result = pytester.runpytest("--device=rtx4090")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: *test_local*{cfg}: field 'num_attention_heads' must be a whole number >= 1, "
+         "got 0;*"]
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()

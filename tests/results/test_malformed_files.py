@@ -79,18 +79,32 @@ SHAPES = [
 ]
 
 
-def write_shape(path: Path, mutate: Callable[[dict], None] | None) -> Path:
+def _duplicate_entry(doc: dict) -> None:
+    """The one entry twice (a hand merge of two files): the last one silently won."""
+    doc["benchmarks"].append(copy.deepcopy(doc["benchmarks"][0]))
+    doc["benchmarks"][1]["extra_info"]["metrics"]["tok_s"]["value"] = 99.0
+
+
+def write_shape(path: Path, mutate: Callable[[dict], None] | str | None) -> Path:
     doc = copy.deepcopy(GOOD)
-    if mutate is None:  # not UTF-8: a Latin-1 'é' in the device's GPU name
+    if mutate == "deep":  # nested past the JSON parser's recursion limit
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif mutate is None:  # not UTF-8: a Latin-1 'é' in the device's GPU name
         text = json.dumps(doc).replace("none (CPU)", "caf\u00e9", 1)
         path.write_bytes(text.encode("latin-1"))
     else:
+        assert callable(mutate)
         mutate(doc)
         path.write_text(json.dumps(doc))
     return path
 
 
-ALL_SHAPES = [*SHAPES, ("not-utf8", None, "line 1: not UTF-8 text")]
+ALL_SHAPES = [
+    *SHAPES,
+    ("not-utf8", None, "line 1: not UTF-8 text"),
+    ("duplicate-entry", _duplicate_entry, "benchmarks[1]: entry 'test_x.py::test_x' is already"),
+    ("nested-too-deep", "deep", "top level: not valid JSON (nested too deeply)"),
+]
 IDS = [s[0] for s in ALL_SHAPES]
 
 
