@@ -21,7 +21,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' plumbing
+from plumbing.servers import SERVER_CLASSES
 
 N, OUT_LEN, CONCURRENCY = 64, 4000, 16
 

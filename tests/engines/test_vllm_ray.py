@@ -14,7 +14,8 @@ import pytest
 from pytest_gpubench.engines.base import ModelRef
 from pytest_gpubench.engines.vllm import ray_cluster
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.testing.ci import unavailable
+
+from plumbing.ci import unavailable
 
 MODEL = ModelRef("meta-llama/Llama-3.1-405B-Instruct", "llama-405b")
 

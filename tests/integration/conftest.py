@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from pytest_gpubench.engines.provision import cache_root
-from pytest_gpubench.testing.ci import unavailable
+
+from plumbing.ci import unavailable
 
 # pytester points HOME at a temporary folder; the inner runs must still find the engine cache.
 ENGINE_CACHE = str(cache_root())
@@ -111,7 +112,7 @@ def vllm_server(llm_server, tiny_model, vllm_python):
 @pytest.fixture(scope="session")
 def docker_daemon():
     try:
-        from pytest_gpubench.testing.docker_setup import ensure_dockerd
+        from plumbing.docker_setup import ensure_dockerd
 
         daemon = ensure_dockerd()
     except (ImportError, RuntimeError) as exc:
@@ -122,6 +123,6 @@ def docker_daemon():
 
 @pytest.fixture(scope="session")
 def llama_image(docker_daemon, llama_server_bin) -> str:
-    from pytest_gpubench.testing.docker_setup import build_llamacpp_image
+    from plumbing.docker_setup import build_llamacpp_image
 
     return build_llamacpp_image(docker_daemon.client, llama_server_bin)
