@@ -76,7 +76,7 @@ def vllm(python: str, url: str, tok: str, work: Path, i: int) -> float:
 
 
 def main(runs: int = 3) -> None:
-    from pytest_gpubench.engines import provision
+    from pytest_gpubench.launch import provision
     from pytest_gpubench.testing.tiny_models import build_tiny_llama
 
     python = str(provision.find_vllm())

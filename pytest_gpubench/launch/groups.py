@@ -1,0 +1,38 @@
+"""The one way the plugin stops a process group it started: SIGTERM, then SIGKILL.
+
+Servers (``launch/process.py``), torchrun jobs (``distributed/launcher.py``) and engine builds
+(``launch/provision.py``) each run in a process group of their own, so that one signal reaches
+every worker, compiler or rank they forked. All three stop it here, the same way: SIGTERM to
+the group, up to ``grace_s`` for its leader to exit, then SIGKILL to whatever of the group is
+still there (stragglers that outlived the leader too), so nothing keeps running or writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+
+#: seconds to wait for the leader after SIGKILL
+KILL_WAIT_S = 5.0
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """``killpg``, quiet when the group is gone or not ours to signal."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float) -> int | None:
+    """Stop ``proc``'s process group (``proc`` leads it: started with ``start_new_session``
+    or ``setsid``); its exit status, or None if it outlived SIGKILL's wait."""
+    if proc.poll() is None:
+        signal_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+    signal_group(proc.pid, signal.SIGKILL)  # the leader if it ignored SIGTERM, and stragglers
+    try:
+        return proc.wait(timeout=KILL_WAIT_S)
+    except subprocess.TimeoutExpired:
+        return None
