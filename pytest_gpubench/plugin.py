@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_gpubench import progress
-from pytest_gpubench.devices import describe, load_profiles
+from pytest_gpubench.devices.profile import load_profiles
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.report.progress_sink import terminal_sink
 from pytest_gpubench.selection.marker_help import (
@@ -212,6 +212,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    from pytest_gpubench.devices.select import describe
+
     run = state(config)
     dev = run.device
     owner = foreign_device_option(config)

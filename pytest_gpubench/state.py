@@ -12,7 +12,7 @@ pointing at a bad file) is asked for at configure by the plugin, which knows the
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_gpubench.devices import ProfileSet, SelectedDevice
 from pytest_gpubench.settings import Settings
 
 if TYPE_CHECKING:
+    from pytest_gpubench.devices import ProfileSet, SelectedDevice
     from pytest_gpubench.results.baseline_run import BaselineRun
     from pytest_gpubench.results.workers import Merged
     from pytest_gpubench.selection.fit import Verdict
@@ -42,7 +42,7 @@ class RunState:
     saved_baseline: str = ""
     gpu: dict = field(default_factory=dict)  # the GPU an xdist worker is pinned to
     # changes random prompts' text from run to run (serving/requests.py RequestFactory)
-    prompt_nonce: int = field(default_factory=lambda: secrets.randbits(32))
+    prompt_nonce: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
     # set by every fixture of the plugin and by tests carrying its markers: the end-of-run
     # summaries have something to say only then
     used: bool = False

@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from pytest_gpubench.launch.groups import DEFAULT_GRACE_S
 from pytest_gpubench.launch.logs import ServerLog
 
-if TYPE_CHECKING:  # a type only: the cleanup registry imports this module in every run
+if TYPE_CHECKING:
     from pytest_gpubench.engines.base import Engine
-
-#: seconds between SIGTERM (or ``docker stop``) and SIGKILL
-DEFAULT_GRACE_S = 10.0
 
 
 @dataclass

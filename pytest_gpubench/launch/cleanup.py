@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from pytest_gpubench.launch.base import DEFAULT_GRACE_S
+from pytest_gpubench.launch.groups import DEFAULT_GRACE_S
 
 if TYPE_CHECKING:
     from pytest_gpubench.launch.base import Handle

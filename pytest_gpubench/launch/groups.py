@@ -14,6 +14,8 @@ import os
 import signal
 import subprocess
 
+#: seconds between SIGTERM (or ``docker stop``) and SIGKILL, unless the caller says otherwise
+DEFAULT_GRACE_S = 10.0
 #: seconds to wait for the leader after SIGKILL
 KILL_WAIT_S = 5.0
 
