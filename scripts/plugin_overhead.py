@@ -8,7 +8,8 @@ alternated, so a machine that gets busier during the measurement slows both side
     python scripts/plugin_overhead.py              # 7 runs each, default (header) output
     python scripts/plugin_overhead.py --runs 15 --quiet
 
-The plugin is imported from this checkout (``PYTHONPATH``), whatever is installed.
+The plugin is imported from this checkout (``PYTHONPATH``; ``--checkout`` names another, an
+earlier commit's for a before/after), whatever is installed.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ def one_run(folder: Path, extra: list[str], env: dict[str, str]) -> tuple[float,
 Timings = list[tuple[float, float]]
 
 
-def measure(runs: int, quiet: bool) -> tuple[Timings, Timings]:
+def measure(runs: int, quiet: bool, checkout: Path = CHECKOUT) -> tuple[Timings, Timings]:
     """Alternated runs: (with the plugin, without it), ``runs`` of each, after one warm-up."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])
+        filter(None, [str(checkout), os.environ.get("PYTHONPATH")])
     )}  # fmt: skip
     env.pop("PYTEST_ADDOPTS", None)
     # as on a user's machine, imports read cached bytecode (the warm-up run writes it); with
@@ -73,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="runs of each side (default 7)")
     parser.add_argument("--quiet", action="store_true", help="pass -q (no header) to pytest")
+    parser.add_argument(
+        "--checkout", type=Path, default=CHECKOUT, help="the source tree to import the plugin from"
+    )
     args = parser.parse_args(argv)
-    with_plugin, without = measure(args.runs, args.quiet)
+    with_plugin, without = measure(args.runs, args.quiet, args.checkout.resolve())
     print(f"one-test pytest run{' -q' if args.quiet else ''}, median of {args.runs} alternated")
     for column, name in ((0, "wall"), (1, "CPU")):
         a = statistics.median(t[column] for t in with_plugin)
