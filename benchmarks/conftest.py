@@ -76,7 +76,7 @@ def engine_missing(engine: str) -> str | None:
             return None
         return (
             "engine missing: llama.cpp (no llama-server on PATH, none provisioned in the engine "
-            "cache, no docker); install it, or run `python -m pytest_gpubench.engines.provision "
+            "cache, no docker); install it, or run `python -m pytest_gpubench.launch.provision "
             "llamacpp`"
         )
     if engine == "vllm":

@@ -90,13 +90,13 @@ def test_llm_capacity(case, case_server, serve_bench) -> None:
 @pytest.fixture
 def tiny_llamacpp_server(llm_server, tmp_path_factory):
     """llama-server on the tiny Llama GGUF, or a skip naming what is missing."""
-    from pytest_gpubench.engines.provision import find_llamacpp
+    from pytest_gpubench.engines.installed import find_llamacpp
 
     binary = shutil.which("llama-server") or find_llamacpp()
     if not binary:
         pytest.skip(
             "engine missing: llama.cpp (no llama-server on PATH and none provisioned); run "
-            "`python -m pytest_gpubench.engines.provision llamacpp`"
+            "`python -m pytest_gpubench.launch.provision llamacpp`"
         )
     try:
         from pytest_gpubench.testing.tiny_models import build_tiny_llama

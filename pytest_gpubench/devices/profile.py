@@ -6,7 +6,6 @@ shape; this module only reads, checks and combines them, so a new GPU is a data 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -118,6 +117,8 @@ class ProfileSet:
 
 
 def unknown_device_message(name: str, known: list[str]) -> str:
+    import difflib  # only for the error message: every pytest run loads this module
+
     close = difflib.get_close_matches(name.lower(), known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return (

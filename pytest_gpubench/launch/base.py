@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pytest_gpubench.engines.base import Engine
+from pytest_gpubench.launch.groups import DEFAULT_GRACE_S
 from pytest_gpubench.launch.logs import ServerLog
 
-#: seconds between SIGTERM (or ``docker stop``) and SIGKILL
-DEFAULT_GRACE_S = 10.0
+if TYPE_CHECKING:
+    from pytest_gpubench.engines.base import Engine
 
 
 @dataclass

@@ -17,10 +17,16 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_gpubench.launch import reaper
-from pytest_gpubench.launch.base import DEFAULT_GRACE_S, Handle
+from pytest_gpubench.launch.groups import DEFAULT_GRACE_S
+
+if TYPE_CHECKING:
+    from pytest_gpubench.launch.base import Handle
+
+# The run record (``reaper``) is loaded by what starts processes, not here: every pytest run
+# imports this module, and one that starts nothing has no record to close.
+REAPER = "pytest_gpubench.launch.reaper"
 
 
 class Registry:
@@ -55,7 +61,15 @@ class Registry:
 
 
 REGISTRY = Registry()
-atexit.register(REGISTRY.stop_all)  # runs before reaper's RUN.close (registered on import)
+atexit.register(REGISTRY.stop_all)
+
+
+def stop_first_at_exit() -> None:
+    """Register ``stop_all`` again, so that it runs before whatever ``atexit`` got since (the
+    reaper's ``RUN.close``, registered when the reaper is imported after this module):
+    processes are stopped gracefully before their record is handed to the watchdog."""
+    atexit.unregister(REGISTRY.stop_all)
+    atexit.register(REGISTRY.stop_all)
 
 
 class Terminated(KeyboardInterrupt):
@@ -142,7 +156,9 @@ def leave_run() -> None:
         return
     try:
         REGISTRY.stop_all()
-        reaper.RUN.close()  # the record is empty now: the watchdog exits
+        reaper = sys.modules.get(REAPER)  # never imported: nothing was started, no record
+        if reaper is not None:
+            reaper.RUN.close()  # the record is empty now: the watchdog exits
     finally:
         _unshield()
         if _installed and threading.current_thread() is threading.main_thread():

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from pytest_gpubench.engines.base import Engine
 from pytest_gpubench.launch import reaper
 from pytest_gpubench.launch.base import DEFAULT_GRACE_S, StartRequest, shell_join
 from pytest_gpubench.launch.cleanup import REGISTRY, STOP_NOW
+from pytest_gpubench.launch.groups import stop_group
 from pytest_gpubench.launch.logs import ServerLog
 
 PR_SET_PDEATHSIG = 1
@@ -102,11 +102,7 @@ class ProcessHandle:
         if self._stopped:
             return self.proc.returncode
         members = self._group_members()
-        self._signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and self.proc.poll() is None and not STOP_NOW.is_set():
-            time.sleep(0.05)
-        self._signal_group(signal.SIGKILL)
+        stop_group(self.proc, grace_s, STOP_NOW)
         for member in members:  # stragglers that changed process group
             with contextlib.suppress(psutil.Error):
                 member.kill()
@@ -118,10 +114,6 @@ class ProcessHandle:
         reaper.RUN.remove(self.record_key)
         self.log.note(f"stopped {self.ident}, exit status {code}")
         return code
-
-    def _signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
 
 
 class ProcessLauncher:

@@ -65,6 +65,8 @@ from pathlib import Path
 
 import psutil
 
+from pytest_gpubench.settings import cache_root
+
 GRACE_S = 3.0
 SNAPSHOT_S = 1.0
 START_TOLERANCE_S = 0.05
@@ -393,8 +395,6 @@ class RunRecord:
     @property
     def directory(self) -> Path:
         if self._directory is None:
-            from pytest_gpubench.engines.provision import cache_root
-
             return cache_root() / "runs"
         return self._directory
 
@@ -593,4 +593,9 @@ def main(argv: list[str]) -> int:
 RUN = RunRecord()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=RUN._after_fork)
-atexit.register(RUN.close)  # before cleanup's stop_all registers: so it runs after it
+atexit.register(RUN.close)
+# cleanup's stop_all must run before RUN.close (atexit runs last-registered first): cleanup is
+# imported in every pytest run, this module only once something is started, so re-register it
+_cleanup = sys.modules.get("pytest_gpubench.launch.cleanup")
+if _cleanup is not None:
+    _cleanup.stop_first_at_exit()

@@ -63,6 +63,25 @@ def _configs_dir() -> Path:
     return Path(str(resources.files("pytest_gpubench.models").joinpath("catalog", "configs")))
 
 
+def catalog_config_path(model_id: str) -> Path:
+    """The catalog's config file for ``model_id`` (``org/name`` -> ``org--name.json``)."""
+    return _configs_dir() / f"{model_id.lower().replace('/', '--')}.json"
+
+
+def catalog_config(model_id: str) -> dict[str, Any]:
+    """The model's config as shipped with the catalog (its ``_`` notes dropped); nothing is
+    fetched."""
+    path = catalog_config_path(model_id)
+    if not path.is_file():
+        known = sorted(p.stem.replace("--", "/") for p in _configs_dir().glob("*.json"))
+        raise GpubenchError(
+            f"no catalog config for model {model_id!r} (looked for {path.name}); "
+            f"known: {', '.join(known)}"
+        )
+    data = json.loads(path.read_text())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
 def _entry(raw: dict[str, Any], label: str) -> CatalogEntry:
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
@@ -130,6 +149,8 @@ class ResolvedModel:
 
 
 def _hf_cache_roots() -> list[Path]:
+    """Where Hugging Face caches may be, read from the environment at each call (the
+    ``huggingface_hub`` constants are read once, when it is first imported)."""
     roots = []
     if os.environ.get("HF_HUB_CACHE"):
         roots.append(Path(os.environ["HF_HUB_CACHE"]))
@@ -139,20 +160,36 @@ def _hf_cache_roots() -> list[Path]:
     return roots
 
 
-def _snapshot_config(repo_dir: Path) -> Path | None:
-    """The config.json of a HF cache repo folder: the snapshot refs/main points at, else the
-    newest snapshot that has one."""
-    ref = repo_dir / "refs" / "main"
-    if ref.is_file():
-        candidate = repo_dir / "snapshots" / ref.read_text().strip() / "config.json"
-        if candidate.is_file():
-            return candidate
-    snaps = sorted(
-        (p for p in (repo_dir / "snapshots").glob("*/config.json")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    return snaps[0] if snaps else None
+def hf_cached_file(repo_id: str, filename: str, cache_dir: Path | None = None) -> Path | None:
+    """``filename`` of ``repo_id`` in a local Hugging Face cache (``cache_dir``, else each of
+    ``_hf_cache_roots``), through ``huggingface_hub``: the snapshot ``refs/main`` names, else
+    the newest snapshot that has the file. Nothing is downloaded."""
+    from huggingface_hub import CacheNotFound, scan_cache_dir, try_to_load_from_cache
+
+    for root in [cache_dir] if cache_dir is not None else _hf_cache_roots():
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=root)
+        if isinstance(found, str) and os.path.isfile(found):
+            return Path(found)
+        try:
+            repos = [r for r in scan_cache_dir(root).repos if r.repo_id == repo_id]
+        except CacheNotFound:
+            continue
+        revisions = sorted(
+            (rev for repo in repos for rev in repo.revisions),
+            key=lambda rev: rev.last_modified,
+            reverse=True,
+        )
+        for rev in revisions:  # no refs/main: a revision fetched by its hash
+            if (rev.snapshot_path / filename).is_file():
+                return rev.snapshot_path / filename
+    return None
+
+
+def _repo_id(folder: Path) -> str | None:
+    """``org/name`` of a cache folder ``models--org--name``."""
+    if not folder.name.startswith("models--"):
+        return None
+    return folder.name.removeprefix("models--").replace("--", "/")
 
 
 def _local_config(name: str) -> Path | None:
@@ -162,16 +199,12 @@ def _local_config(name: str) -> Path | None:
     if path.is_dir():
         if (path / "config.json").is_file():
             return path / "config.json"
-        if (path / "snapshots").is_dir():
-            return _snapshot_config(path)
+        repo_id = _repo_id(path)
+        if repo_id and (path / "snapshots").is_dir():
+            return hf_cached_file(repo_id, "config.json", cache_dir=path.parent)
         return None
     if name.count("/") == 1 and not name.startswith((".", "/")):
-        folder = "models--" + name.replace("/", "--")
-        for root in _hf_cache_roots():
-            if (root / folder).is_dir():
-                found = _snapshot_config(root / folder)
-                if found:
-                    return found
+        return hf_cached_file(name, "config.json")
     return None
 
 

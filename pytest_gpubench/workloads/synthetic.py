@@ -26,47 +26,21 @@ Where weight values *can* change the work, the workloads pin it:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pytest_gpubench.errors import GpubenchError
 
-CATALOG_CONFIGS = Path(__file__).resolve().parent.parent / "models" / "catalog" / "configs"
+# the catalog's one reader of its configs folder, imported here by the workloads too
+from pytest_gpubench.models.catalog import catalog_config, hf_cached_file  # noqa: F401
+
 WEIGHTS = ("auto", "random", "hub")
-
-
-def config_path(model_id: str) -> Path:
-    """The catalog's config file for ``model_id`` (``org/name`` -> ``org--name.json``)."""
-    return CATALOG_CONFIGS / f"{model_id.lower().replace('/', '--')}.json"
-
-
-def catalog_config(model_id: str) -> dict[str, Any]:
-    """The model's config as shipped with the catalog; nothing is fetched."""
-    path = config_path(model_id)
-    if not path.is_file():
-        known = sorted(p.stem.replace("--", "/") for p in CATALOG_CONFIGS.glob("*.json"))
-        raise GpubenchError(
-            f"no catalog config for model {model_id!r} (looked for {path.name}); "
-            f"known: {', '.join(known)}"
-        )
-    data = json.loads(path.read_text())
-    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def in_local_cache(model_id: str) -> bool:
     """Whether the real checkpoint's config is in the local Hugging Face cache."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    for name in ("config.json", "model_index.json"):
-        hit = try_to_load_from_cache(model_id, name)
-        if isinstance(hit, str) and os.path.exists(hit):
-            return True
-    return False
+    return any(hf_cached_file(model_id, name) for name in ("config.json", "model_index.json"))
 
 
 @dataclass(frozen=True)

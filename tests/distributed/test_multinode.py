@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.testing.ci import require_module
+
+from plumbing.ci import require_module
 
 torch = require_module("torch", "distributed benchmarks need torch (the test extra installs it)")
 transformers = require_module("transformers", "needs transformers (the test extra installs it)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.ci import require_module
+from plumbing.ci import require_module
 
 torch = require_module("torch", "distributed benchmarks need torch (the test extra installs it)")
 transformers = require_module("transformers", "needs transformers (the test extra installs it)")
@@ -159,7 +159,7 @@ def test_ranks_of_any_worker_module_do_not_outlive_a_killed_pytest(
     import subprocess
     import sys
 
-    from pytest_gpubench.testing.leftovers import process_tree, running, wait_gone, watchdog_of
+    from plumbing.leftovers import process_tree, running, wait_gone, watchdog_of
 
     (tmp_path / "sleepy_rank.py").write_text(SLEEPY_RANK)
     out = tmp_path / "killed"

@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 
 from pytest_gpubench.engines import get_engine
-from pytest_gpubench.engines.placement import (
-    Placement,
-    from_llamacpp_log,
-    from_ollama_ps,
-    from_vllm_log,
-)
+from pytest_gpubench.engines.llamacpp import placement_from_log as from_llamacpp_log
+from pytest_gpubench.engines.ollama import placement_from_ps as from_ollama_ps
+from pytest_gpubench.engines.placement import Placement
+from pytest_gpubench.engines.vllm import placement_from_log as from_vllm_log
 
 RECORDED = Path(__file__).parent / "recorded"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_gpubench.engines import find_engine
-from pytest_gpubench.engines.stalls import LLAMACPP_HOST_CACHE, from_llamacpp_log
+from pytest_gpubench.engines.llamacpp import HOST_CACHE as LLAMACPP_HOST_CACHE
+from pytest_gpubench.engines.llamacpp import stalls_from_log as from_llamacpp_log
 
 RECORDED = Path(__file__).parent / "recorded"
 

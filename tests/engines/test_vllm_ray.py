@@ -14,7 +14,8 @@ import pytest
 from pytest_gpubench.engines.base import ModelRef
 from pytest_gpubench.engines.vllm import ray_cluster
 from pytest_gpubench.errors import GpubenchError
-from pytest_gpubench.testing.ci import unavailable
+
+from plumbing.ci import unavailable
 
 MODEL = ModelRef("meta-llama/Llama-3.1-405B-Instruct", "llama-405b")
 
@@ -69,11 +70,11 @@ print(json.dumps([a.model_tag, a.tensor_parallel_size, a.pipeline_parallel_size,
 
 
 def test_the_real_vllm_serve_parser_accepts_the_server_line() -> None:
-    from pytest_gpubench.engines import provision
+    from pytest_gpubench.launch import provision
 
     python = provision.find_vllm()
     if python is None:
-        unavailable("vLLM is not provisioned: python -m pytest_gpubench.engines.provision vllm")
+        unavailable("vLLM is not provisioned: python -m pytest_gpubench.launch.provision vllm")
     argv = cluster().head[1][1:]  # after the `vllm` executable: `serve MODEL ...`
     done = subprocess.run(
         [str(python), "-c", PARSE, json.dumps(argv)],

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.leftovers import inner_pytest_argv
+from plumbing.leftovers import inner_pytest_argv
 
 # One serving benchmark against the stub: FAIL_EVERY=1 makes the server fail every request,
 # so serve_bench records its metrics and then fails the test on the error rate.

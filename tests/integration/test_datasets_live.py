@@ -12,7 +12,7 @@ import json
 import httpx
 import pytest
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+from plumbing.servers import SERVER_CLASSES
 
 SERVER = "import json\nimport pathlib\n" + SERVER_CLASSES
 

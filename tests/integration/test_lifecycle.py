@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.leftovers import (
+from plumbing.leftovers import (
     assert_nothing_left,
     containers_with,
     inner_pytest_argv,

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_gpubench.testing.leftovers import assert_nothing_left, unique_name
+from plumbing.leftovers import assert_nothing_left, unique_name
 
 STREAM_HELPER = """
 import json

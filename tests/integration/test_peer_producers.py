@@ -24,8 +24,9 @@ import pytest
 
 from pytest_gpubench.report import peers
 from pytest_gpubench.report.compare import compare_files
-from pytest_gpubench.testing.ci import not_in_ci
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+
+from plumbing.ci import not_in_ci
+from plumbing.servers import SERVER_CLASSES
 
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 # what the `vllm bench serve` subcommand runs (vllm/entrypoints/cli/benchmark/serve.py); the

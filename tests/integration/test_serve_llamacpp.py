@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+from plumbing.servers import SERVER_CLASSES
 
 SERVER = SERVER_CLASSES
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.ci import not_in_ci
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+from plumbing.ci import not_in_ci
+from plumbing.servers import SERVER_CLASSES
 
 # GPUBENCH_VLLM_COMPARE=1: a quiet machine, where the wall-clock comparisons hold to 5%
 QUIET = os.environ.get("GPUBENCH_VLLM_COMPARE") == "1"

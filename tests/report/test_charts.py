@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.ci import require_module
+from plumbing.ci import require_module
 
 require_module("matplotlib", "charts need the report extra")
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pytest_gpubench.report.compare import compare_files, ratio_text
-from pytest_gpubench.testing.ci import require_module, unavailable
+
+from plumbing.ci import require_module, unavailable
 
 KEY = "benchmarks/test_llm.py::test_decode[gpt-oss-20b]"
 BIG = "benchmarks/test_llm.py::test_decode[gpt-oss-120b]"

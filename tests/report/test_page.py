@@ -15,7 +15,8 @@ import pytest
 
 from pytest_gpubench.report.compare import compare_files, shared_rows, to_html
 from pytest_gpubench.report.page import linkify
-from pytest_gpubench.testing.ci import require_module, unavailable
+
+from plumbing.ci import require_module, unavailable
 
 KEYS = [f"benchmarks/test_serving.py::test_decode[model-{i}]" for i in range(4)]
 # the values sort differently as text ("10" < "1,234.5" < "9.5") and as numbers

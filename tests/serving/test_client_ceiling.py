@@ -15,7 +15,8 @@ import time
 import pytest
 
 from pytest_gpubench.serving.client import RequestSpec, StreamingClient
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+
+from plumbing.servers import SERVER_CLASSES
 
 REQUESTS, CONCURRENCY, TOKENS = 32, 8, 2000
 

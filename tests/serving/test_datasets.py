@@ -20,7 +20,8 @@ from pytest_gpubench.serving.datasets import read_conversations, read_trace
 from pytest_gpubench.serving.requests import ConversationSpec, RequestFactory, Workload
 from pytest_gpubench.serving.run import run_load
 from pytest_gpubench.serving.schedule import LoadSpec
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+
+from plumbing.servers import SERVER_CLASSES
 
 
 class WordTok:

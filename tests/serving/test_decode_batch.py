@@ -9,7 +9,8 @@ import pytest
 
 from pytest_gpubench.serving.client import RequestResult, RequestSpec
 from pytest_gpubench.serving.decode_batch import decode_batch
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+
+from plumbing.servers import SERVER_CLASSES
 
 
 def request(start: float, ttft: float, end: float, tokens: int, prompt: int = 100):

@@ -12,7 +12,8 @@ import json
 import pytest
 
 from pytest_gpubench.serving.metrics import SERVING_METRICS
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+
+from plumbing.servers import SERVER_CLASSES
 
 SERVER = (
     """

@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+from plumbing.servers import SERVER_CLASSES
 
 SAVE_MS = 50.0
 

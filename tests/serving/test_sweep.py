@@ -22,7 +22,8 @@ from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.results.baseline import compare_metrics, from_document
 from pytest_gpubench.serving import sweep as sw
 from pytest_gpubench.serving.metrics import metric
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+
+from plumbing.servers import SERVER_CLASSES
 
 
 def m(name: str, value: float, **spread: float) -> Metric:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_gpubench.testing.ci import require_module
+from plumbing.ci import require_module
 
 require_module("torch", "the workloads need torch (the test extra installs it)")
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_gpubench.testing.ci import require_module
+from plumbing.ci import require_module
 
 require_module("torch", "FLOP counting needs torch (the test extra installs it)")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.ci import require_module
+from plumbing.ci import require_module
 
 require_module("torch", "the workloads need torch (the test extra installs it)")
 

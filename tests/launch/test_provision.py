@@ -20,15 +20,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_gpubench.engines import provision
-from pytest_gpubench.engines.provision import (
+from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.launch import provision
+from pytest_gpubench.launch.provision import (
     StepFailed,
     build_jobs,
     ensure_llamacpp,
     likely_cause,
     run_step,
 )
-from pytest_gpubench.errors import GpubenchError
 
 GIB = 2**30
 
@@ -264,7 +264,7 @@ def test_the_command_line_fails_with_one_line_not_a_traceback(fake_engines, monk
         "PYTHONPATH": str(Path(provision.__file__).parents[2]),
     }
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from pytest_gpubench.engines.provision import main; "
+        [sys.executable, "-c", "import sys; from pytest_gpubench.launch.provision import main; "
          "sys.exit(main(['llamacpp']))"],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
@@ -278,7 +278,7 @@ def test_the_command_line_fails_with_one_line_not_a_traceback(fake_engines, monk
 def _main_in_a_subprocess(env: dict) -> subprocess.Popen:
     src = str(Path(provision.__file__).parents[2])
     code = (
-        "import sys; from pytest_gpubench.engines.provision import main; "
+        "import sys; from pytest_gpubench.launch.provision import main; "
         "sys.exit(main(['llamacpp']))"
     )
     return subprocess.Popen(
