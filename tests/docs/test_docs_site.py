@@ -2,7 +2,7 @@
 anchor found (mkdocs.yml's ``validation``), the Material theme installed.
 
 mkdocs comes with the ``test`` extra; without it this skips with the reason, and under CI=true
-it fails, since CI installs the extra (pytest_gpubench/testing/ci.py).
+it fails, since CI installs the extra (tests/plumbing/ci.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_gpubench.testing.ci import require_module
+from plumbing.ci import require_module
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+from plumbing.servers import SERVER_CLASSES
 
 
 def test_live_llamacpp_throughput_lies_inside_its_interval(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.leftovers import assert_nothing_left, inner_pytest_argv
+from plumbing.leftovers import assert_nothing_left, inner_pytest_argv
 
 # the stub server, stopping slowly: on SIGTERM it writes "server-got-sigterm" and exits 5 s
 # later, writing "server-exited" (a server the second Ctrl-C killed never writes it)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.leftovers import inner_pytest_argv
+from plumbing.leftovers import inner_pytest_argv
 
 H200 = Path(__file__).resolve().parents[2] / "baselines" / "h200.json"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gpubench.testing.leftovers import inner_pytest_argv
+from plumbing.leftovers import inner_pytest_argv
 
 ONE_BENCHMARK = """
 def test_m(gpubench):

@@ -21,7 +21,8 @@ from pytest_gpubench.serving.datasets import MAX_TRACE_TOKENS, check_replay, rea
 from pytest_gpubench.serving.requests import RequestFactory, Workload
 from pytest_gpubench.serving.run import run_load
 from pytest_gpubench.serving.schedule import LoadSpec
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+
+from plumbing.servers import SERVER_CLASSES
 
 SERVER = SERVER_CLASSES + "URL = {url!r}\n"
 BURST_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+from plumbing.servers import SERVER_CLASSES
 
 # one module: a request source that sends numbered questions, and a load shape whose gaps
 # grow by 0.05 s (0, 0.05, 0.15, 0.3, ...): neither exists in the plugin

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+from plumbing.servers import SERVER_CLASSES
 
 INNER = (
     """

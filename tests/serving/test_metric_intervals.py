@@ -23,7 +23,8 @@ import pytest
 
 from pytest_gpubench.serving.client import RequestResult, RequestSpec
 from pytest_gpubench.serving.metrics import serving_metrics
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+
+from plumbing.servers import SERVER_CLASSES
 
 
 def delta_method(tokens, seconds, confidence=0.95):
