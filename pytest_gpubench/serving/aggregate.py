@@ -122,6 +122,7 @@ def run_metrics(
         throughput_ci=ci,
         server=server,
         lead=[r for run in runs for r in run.warmups],
+        windows=[(run.start, run.end) for run in runs],
     )
     stalled = stall_metric([run.stalls for run in runs])
     if stalled is not None:
@@ -130,8 +131,6 @@ def run_metrics(
         m = metrics["output_tok_s"]
         spread = dict(m.spread)
         spread["rounds"] = len(runs)
-        if len(runs) == 1 and runs[0].ci_blocks:
-            spread["ci_blocks"] = runs[0].ci_blocks
         metrics["output_tok_s"] = Metric(
             m.name, m.value, m.unit, m.higher_is_better, spread, m.description
         )
