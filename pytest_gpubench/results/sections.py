@@ -20,7 +20,8 @@ placement       ``engines.placement.Placement.as_dict()`` + fit serve_bench
 decode_batch    ``DecodeBatch.as_dict()``                       serve_bench
 serving         the serve_bench settings (``ServingInfo``)      serve_bench (and sweeps)
 requests        per-request rows                                serve_bench
-sweep/capacity  settings and ``points`` (``SweepPoint.as_dict``) serve_bench.sweep/.capacity
+sweep/capacity  settings and ``points`` (``SweepPoint.as_dict``,  serve_bench.sweep/.capacity
+                each with its own ``bound`` where judged)
 workload        ``WorkloadInfo.as_dict()``                      the in-process workloads
 =============== =============================================== ===========================
 
@@ -412,12 +413,15 @@ def read_requests(extra: Mapping[str, Any]) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class PointRecord:
     """One stored point of a sweep or capacity search (``SweepPoint.as_dict()``), read
-    leniently: ``raw`` is the point as stored, for a reader that needs all of it."""
+    leniently: ``raw`` is the point as stored, for a reader that needs all of it. ``bound``:
+    the point's own bound verdict (metrics/point.py), None in files written before points
+    carried one or on runs without GPU telemetry."""
 
     label: str
     concurrency: int | None
     metrics: Mapping[str, Any]  # name -> the stored metric (``Metric.as_dict()``)
     raw: Mapping[str, Any]
+    bound: Verdict | None = None
 
     def value(self, name: str) -> float | None:
         """The finite value of one of the point's metrics, else None."""
@@ -435,6 +439,7 @@ def point_from(raw: Any) -> PointRecord | None:
         c if isinstance(c, int) and not isinstance(c, bool) else None,
         metrics if isinstance(metrics, Mapping) else {},
         raw,
+        bound_from(raw.get("bound")),
     )
 
 
