@@ -16,6 +16,7 @@ gpubench        ``{key, date, [source, conditions, matches]}``  the saved docume
 gpu             the xdist worker's pinned GPU ``{index, ...}``  results/workers.py
 telemetry       why GPU telemetry is off (a string)             bench/gpubench.py
 bound           ``metrics.bound.Verdict.as_dict()``             bench/gpubench.py
+validity        ``metrics.validity.Validity.as_dict()``         serve_bench (serving/validity.py)
 placement       ``engines.placement.Placement.as_dict()`` + fit serve_bench
 decode_batch    ``DecodeBatch.as_dict()``                       serve_bench
 serving         the serve_bench settings (``ServingInfo``)      serve_bench (and sweeps)
@@ -42,6 +43,7 @@ from typing import Any, TypedDict
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.bound import Verdict
 from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.metrics.validity import Validity
 
 EXTRA_INFO = "extra_info"
 METRICS = "metrics"
@@ -49,6 +51,7 @@ META = "gpubench"
 WORKER_GPU = "gpu"
 TELEMETRY = "telemetry"
 BOUND = "bound"
+VALIDITY = "validity"
 PLACEMENT = "placement"
 DECODE_BATCH = "decode_batch"
 SERVING = "serving"
@@ -272,6 +275,24 @@ def bound_from(raw: Any) -> Verdict | None:
 
 def read_bound(extra: Mapping[str, Any]) -> Verdict | None:
     return bound_from(extra.get(BOUND))
+
+
+# --- validity -------------------------------------------------------------------------------------
+
+
+def write_validity(extra: MutableMapping[str, Any], validity: Validity) -> None:
+    """Whether the result measured what it claims (metrics/validity.py), with its reasons."""
+    extra[VALIDITY] = validity.as_dict()
+
+
+def read_validity(extra: Mapping[str, Any]) -> Validity | None:
+    """The stored verdict; None when absent (files written before it, results not judged)."""
+    raw = _section(extra, VALIDITY)
+    if raw is None or not isinstance(raw.get("valid"), bool):
+        return None
+    reasons = raw.get("reasons")
+    said = tuple(str(r) for r in reasons) if isinstance(reasons, list) else ()
+    return Validity(raw["valid"], said)
 
 
 # --- placement ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pytest_gpubench.serving.metrics import error_summary, result_rows, serving_
 from pytest_gpubench.serving.plan import ServePlan
 from pytest_gpubench.serving.run import RunResult
 from pytest_gpubench.serving.stalls import STALL_METRIC, stall_message, stall_metric
+from pytest_gpubench.serving.validity import record_validity, serving_validity
 from pytest_gpubench.serving.warn import warn_at_caller
 
 
@@ -228,6 +229,7 @@ def aggregate(
         recording.write_requests(ctx.gpubench, result_rows(result.results))
         record_per_token(ctx, result)
         recording.write_placement(ctx.gpubench, ctx.request, plan.server, plan.engine)
+        record_validity(ctx, serving_validity(ctx.gpubench, runs, info, plan.server))
     check_result(result, plan.max_error_rate, plan.ignore_eos)
     return result
 

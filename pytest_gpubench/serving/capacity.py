@@ -483,7 +483,7 @@ def _record_capacity(
         "gpus": max(int(getattr(ctx.gpubench.profile, "gpu_count", 1) or 1), 1),
         "points": [p.as_dict() for p in result.points],
     }
-    record_section(ctx, "capacity", info, first)
+    record_section(ctx, "capacity", info, first, result.points)
     name = ctx.test_name
     if result.capped:
         ctx.note(

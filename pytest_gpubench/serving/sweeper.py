@@ -47,6 +47,7 @@ from pytest_gpubench.serving.points import (
 )
 from pytest_gpubench.serving.run import RunResult, close_loop
 from pytest_gpubench.serving.stalls import stall_message, stall_metric
+from pytest_gpubench.serving.validity import record_validity, serving_validity
 from pytest_gpubench.serving.warn import warn_at_caller
 
 
@@ -160,11 +161,22 @@ def record_points(gpubench: Any, points: Sequence[SweepPoint], headline: bool = 
                 recording.write_metric(gpubench, m, headline=headline and name == "output_tok_s")
 
 
-def record_section(ctx: ServeContext, key: str, info: Mapping[str, Any], first: ServePlan) -> None:
+def record_section(
+    ctx: ServeContext,
+    key: str,
+    info: Mapping[str, Any],
+    first: ServePlan,
+    points: Sequence[SweepPoint] = (),
+) -> None:
     """The entry's ``key`` section (``"sweep"`` or ``"capacity"``), its serving settings from
-    the first point's plan, and the server's placement."""
+    the first point's plan, the server's placement, and the validity verdict over the
+    measured ``points`` (serving/validity.py)."""
     recording.write_points_section(ctx.gpubench, key, info, first.info)
     recording.write_placement(ctx.gpubench, ctx.request, first.server, first.engine)
+    runs = [run for p in points for run in runs_of(p)]
+    if runs:
+        verdict = serving_validity(ctx.gpubench, runs, first.info, first.server)
+        record_validity(ctx, verdict, f"serve_bench.{'sweep' if key == 'sweep' else key}")
 
 
 def runs_of(point: SweepPoint) -> Sequence[RunResult]:
