@@ -3,7 +3,9 @@ from what the run measured, recorded beside the bound verdict.
 
 - the load client's CPU: this process's CPU seconds over the timed wall seconds
   (``gpubench.process_s`` / ``timed_s``; the server is another process, so only the client and
-  pytest count);
+  pytest count), on runs with GPU telemetry only: a CPU run's server is a stand-in sharing the
+  host's cores with the client (the suite's stub answers faster than any client reads), and
+  such a result claims no GPU's number, as it carries no bound verdict either;
 - output tokens: what the result counted (the server's ``usage`` per request, the client's
   chunk count where it sent none, and the chunks of failed requests) against the server's own
   token counter over the same runs (its Prometheus endpoint, ``server_output_tokens``), where
@@ -92,9 +94,11 @@ def serving_validity(
     shares, others = gpu_conditions(gpubench, runs, server)
     cached, declared = cache_shares(runs, workload)
     timed = float(getattr(gpubench, "timed_s", 0.0) or 0.0)
+    sampler = getattr(gpubench, "sampler", None)
+    on_gpu = sampler is not None and sampler.telemetry.gpu
     return judge_validity(
         ValidityFacts(
-            client_cpu_s=float(gpubench.process_s) if timed > 0 else None,
+            client_cpu_s=float(gpubench.process_s) if timed > 0 and on_gpu else None,
             wall_s=timed or None,
             client_tokens=client,
             server_tokens=counted,
