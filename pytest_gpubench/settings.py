@@ -88,6 +88,27 @@ OPTIONS: tuple[Option, ...] = (
         is_flag=True,
     ),
     Option(
+        "gpubench_save_invalid",
+        ("--gpubench-save-invalid",),
+        None,
+        None,
+        False,
+        "let --gpubench-save-baseline store results whose validity verdict is invalid (a "
+        "saturated load client, client and server token counts apart, a throttled or shared "
+        "GPU, unexpected prompt-cache hits); by default they are left out of the baseline",
+        is_flag=True,
+    ),
+    Option(
+        "gpubench_fail_invalid",
+        ("--gpubench-fail-invalid",),
+        None,
+        None,
+        False,
+        "fail a benchmark whose result is invalid (see --gpubench-save-invalid) instead of "
+        "only marking it invalid in the results table",
+        is_flag=True,
+    ),
+    Option(
         "gpubench_tolerance",
         ("--gpubench-tolerance",),
         "GPUBENCH_TOLERANCE",
@@ -245,6 +266,8 @@ class Settings:
     progress: str = "auto"
     confirm_runs: int = 1
     gpu_per_worker: bool = False
+    save_invalid: bool = False  # an invalid result may be saved as a baseline
+    fail_invalid: bool = False  # an invalid result fails its test
 
 
 def cache_root() -> Path:
@@ -442,6 +465,8 @@ def settings_from_config(config: pytest.Config) -> Settings:
         images=images,
         confirm_runs=_confirm_runs(config, by_dest),
         gpu_per_worker=bool(config.getoption("gpubench_gpu_per_worker", default=None)),
+        save_invalid=bool(config.getoption("gpubench_save_invalid", default=None)),
+        fail_invalid=bool(config.getoption("gpubench_fail_invalid", default=None)),
         **_server_settings(config, by_dest),
         **_serving_settings(config, by_dest),
     )

@@ -21,6 +21,7 @@ from pytest_gpubench import progress
 from pytest_gpubench.bench.ceilings import Ceilings
 from pytest_gpubench.bench.hostload import HostLoad
 from pytest_gpubench.bench.telemetry import Sampler
+from pytest_gpubench.bench.validity import judge_rounds
 from pytest_gpubench.devices.profile import DeviceProfile
 from pytest_gpubench.errors import GpubenchError, usage_errors_fail
 from pytest_gpubench.metrics import bound, roofline
@@ -170,6 +171,8 @@ class GpuBench:
             self.telemetry = sampler.telemetry.windows(timed)
             self.telemetry_note = sampler.telemetry.reason
             self._record_telemetry(len(timed))
+            if not self.in_server:  # serve_bench judges its own (serving/validity.py)
+                judge_rounds(self.request, self.benchmark, sampler, timed)
         if times and host.busy_cores is not None:
             self.metric(
                 "host_busy_cores",

@@ -21,6 +21,7 @@ def results_lines(recorded: Iterable[Recorded]) -> list[str]:
     recorded = list(recorded)
     judged = any(entry.bound is not None for entry in recorded)
     pinned = any(entry.gpu for entry in recorded)  # --gpubench-gpu-per-worker
+    doubted = [e for e in recorded if e.invalid]  # metrics/validity.py
     for entry in recorded:
         notes += [n for n in entry.notes if n not in notes]
         if entry.bound is not None and entry.bound.bound != "gpu":
@@ -46,10 +47,13 @@ def results_lines(recorded: Iterable[Recorded]) -> list[str]:
                 )
                 + ((entry.bound.bound if entry.bound and i == 0 else "",) if judged else ())
                 + ((entry.gpu if i == 0 else "",) if pinned else ())
+                + (("invalid" if entry.invalid and i == 0 else "",) if doubted else ())
             )
     if not rows:
         return []
     header = ("test", "metric", "value", "unit", "95% CI", "n", "better")
     header += ("bound",) if judged else ()
-    table = format_table(header + (("gpu",) if pinned else ()), rows)
-    return table + [f"note: {n}" for n in notes] + [f"bound: {b}" for b in bounds]
+    header += ("gpu",) if pinned else ()
+    table = format_table(header + (("valid",) if doubted else ()), rows)
+    invalid = [f"invalid: {e.nodeid}: {e.invalid}" for e in doubted]
+    return table + [f"note: {n}" for n in notes] + [f"bound: {b}" for b in bounds] + invalid

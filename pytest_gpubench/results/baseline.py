@@ -269,11 +269,13 @@ class Finding:
 
 def standard_error(m: Metric) -> float | None:
     """The standard error of ``m``'s value, relative to it, from its stored 95% interval
-    (half-width / Student's t for its sample count); None where no interval is known."""
+    (half-width / Student's t for the samples the interval was built from: its blocks,
+    ``ci_blocks``, where it records them - a serving run's output tok/s is one round cut into
+    blocks - else its rounds or its sample count); None where no interval is known."""
     low, high = m.spread.get("ci95_low"), m.spread.get("ci95_high")
     if low is None or high is None or not m.value:
         return None
-    n = int(m.spread.get("rounds") or m.spread.get("n") or 0)
+    n = int(m.spread.get("ci_blocks") or m.spread.get("rounds") or m.spread.get("n") or 0)
     if n >= 2:
         from scipy import stats as scipy_stats  # only when a baseline is compared
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from pytest_gpubench.results.baseline import (
 )
 from pytest_gpubench.results.document import document
 from pytest_gpubench.results.locations import baseline_file, find_comparison, measured_gpu
+from pytest_gpubench.results.sections import extra_in, read_validity
 from pytest_gpubench.selection.fit import Verdict
 from pytest_gpubench.selection.markers import tolerances
 from pytest_gpubench.settings import Settings
@@ -51,6 +53,7 @@ class BaselineRun:
     shipped: list[dict] = field(default_factory=list)
     save_error: str = ""  # why the save failed (a full or read-only disk): one line
     lost: dict[str, str] = field(default_factory=dict)  # nodeid -> why its result never came
+    save_invalid: bool = False  # --gpubench-save-invalid: invalid results may be saved too
 
     def note(self, report: pytest.TestReport) -> None:
         """Track each test's outcome from its reports: only a test whose every phase passed
@@ -116,6 +119,7 @@ def prepare(settings: Settings, profiles: ProfileSet, device: SelectedDevice) ->
                     )
         check_writable(path)  # a folder that cannot take the file: say so before the run
         run.save_path = path
+        run.save_invalid = settings.save_invalid
     return run
 
 
@@ -194,6 +198,23 @@ def _confirmed(last: Finding, history: list[list[Finding]]) -> Finding:
     return replace(last, verdict="noise", note=f"not confirmed by {runs}: {changes}")
 
 
+def invalid_results(session: Any, shipped: list[dict]) -> dict[str, str]:
+    """nodeid -> why it is not saved, for each result whose validity verdict is invalid
+    (metrics/validity.py): a baseline of a result that measured something else would judge
+    every later run against it."""
+    found = [(b.fullname, b.extra_info) for b in getattr(session, "benchmarks", [])]
+    found += [(b["fullname"], extra_in(b)) for b in shipped]
+    out = {}
+    for nodeid, extra in found:
+        validity = read_validity(extra)
+        if validity is not None and not validity.valid:
+            out[nodeid] = (
+                f"its result is invalid ({'; '.join(validity.reasons)}); "
+                "--gpubench-save-invalid saves it anyway"
+            )
+    return out
+
+
 def save(
     config: pytest.Config,
     run: BaselineRun,
@@ -214,6 +235,9 @@ def save(
         reason = run.why_not_saved(nodeid)
         if reason is not None:
             run.kept[nodeid] = reason
+    if not run.save_invalid:
+        for nodeid, reason in invalid_results(session, run.shipped).items():
+            run.kept.setdefault(nodeid, reason)
     doc = document(
         config, run.engines, device, verdicts, keep=lambda n: n not in run.kept, shipped=run.shipped
     )

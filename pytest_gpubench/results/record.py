@@ -31,6 +31,7 @@ class Recorded:
     notes: list[str] = field(default_factory=list)  # e.g. "GPU telemetry off (...)"
     bound: Verdict | None = None  # what bounded the result (metrics/bound.py)
     gpu: str = ""  # under --gpubench-gpu-per-worker: the GPU it ran on, "1 (gw1)"
+    invalid: str = ""  # why the result cannot be trusted (metrics/validity.py); "" if valid
 
 
 RECORDS = pytest.StashKey[dict[str, Recorded]]()
@@ -60,6 +61,13 @@ def record_bound(request: pytest.FixtureRequest, verdict: Verdict) -> None:
     records = request.config.stash.setdefault(RECORDS, {})
     entry = records.setdefault(request.node.nodeid, Recorded(request.node.nodeid))
     entry.bound = verdict
+
+
+def record_invalid(request: pytest.FixtureRequest, reasons: str) -> None:
+    """Keep why the test's result is invalid, for the results table."""
+    records = request.config.stash.setdefault(RECORDS, {})
+    entry = records.setdefault(request.node.nodeid, Recorded(request.node.nodeid))
+    entry.invalid = reasons
 
 
 def forget(config: pytest.Config, nodeid: str) -> None:

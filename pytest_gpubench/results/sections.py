@@ -16,11 +16,13 @@ gpubench        ``{key, date, [source, conditions, matches]}``  the saved docume
 gpu             the xdist worker's pinned GPU ``{index, ...}``  results/workers.py
 telemetry       why GPU telemetry is off (a string)             bench/gpubench.py
 bound           ``metrics.bound.Verdict.as_dict()``             bench/gpubench.py
+validity        ``metrics.validity.Validity.as_dict()``         serve_bench (serving/validity.py)
 placement       ``engines.placement.Placement.as_dict()`` + fit serve_bench
 decode_batch    ``DecodeBatch.as_dict()``                       serve_bench
 serving         the serve_bench settings (``ServingInfo``)      serve_bench (and sweeps)
 requests        per-request rows                                serve_bench
-sweep/capacity  settings and ``points`` (``SweepPoint.as_dict``) serve_bench.sweep/.capacity
+sweep/capacity  settings and ``points`` (``SweepPoint.as_dict``,  serve_bench.sweep/.capacity
+                each with its own ``bound`` where judged)
 workload        ``WorkloadInfo.as_dict()``                      the in-process workloads
 =============== =============================================== ===========================
 
@@ -41,6 +43,7 @@ from typing import Any, TypedDict
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.bound import Verdict
 from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.metrics.validity import Validity
 
 EXTRA_INFO = "extra_info"
 METRICS = "metrics"
@@ -48,6 +51,7 @@ META = "gpubench"
 WORKER_GPU = "gpu"
 TELEMETRY = "telemetry"
 BOUND = "bound"
+VALIDITY = "validity"
 PLACEMENT = "placement"
 DECODE_BATCH = "decode_batch"
 SERVING = "serving"
@@ -273,6 +277,24 @@ def read_bound(extra: Mapping[str, Any]) -> Verdict | None:
     return bound_from(extra.get(BOUND))
 
 
+# --- validity -------------------------------------------------------------------------------------
+
+
+def write_validity(extra: MutableMapping[str, Any], validity: Validity) -> None:
+    """Whether the result measured what it claims (metrics/validity.py), with its reasons."""
+    extra[VALIDITY] = validity.as_dict()
+
+
+def read_validity(extra: Mapping[str, Any]) -> Validity | None:
+    """The stored verdict; None when absent (files written before it, results not judged)."""
+    raw = _section(extra, VALIDITY)
+    if raw is None or not isinstance(raw.get("valid"), bool):
+        return None
+    reasons = raw.get("reasons")
+    said = tuple(str(r) for r in reasons) if isinstance(reasons, list) else ()
+    return Validity(raw["valid"], said)
+
+
 # --- placement ------------------------------------------------------------------------------------
 
 
@@ -412,12 +434,15 @@ def read_requests(extra: Mapping[str, Any]) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class PointRecord:
     """One stored point of a sweep or capacity search (``SweepPoint.as_dict()``), read
-    leniently: ``raw`` is the point as stored, for a reader that needs all of it."""
+    leniently: ``raw`` is the point as stored, for a reader that needs all of it. ``bound``:
+    the point's own bound verdict (metrics/point.py), None in files written before points
+    carried one or on runs without GPU telemetry."""
 
     label: str
     concurrency: int | None
     metrics: Mapping[str, Any]  # name -> the stored metric (``Metric.as_dict()``)
     raw: Mapping[str, Any]
+    bound: Verdict | None = None
 
     def value(self, name: str) -> float | None:
         """The finite value of one of the point's metrics, else None."""
@@ -435,6 +460,7 @@ def point_from(raw: Any) -> PointRecord | None:
         c if isinstance(c, int) and not isinstance(c, bool) else None,
         metrics if isinstance(metrics, Mapping) else {},
         raw,
+        bound_from(raw.get("bound")),
     )
 
 

@@ -176,6 +176,7 @@ def _record(r: Recorded, position: int, gpu: dict[str, Any]) -> dict[str, Any]:
         "headline": r.headline,
         "notes": r.notes,
         "bound": r.bound.as_dict() if r.bound else None,
+        "invalid": r.invalid,
     }
 
 
@@ -186,7 +187,10 @@ def _unrecord(d: dict[str, Any]) -> Recorded:
         for name, raw in d["metrics"].items()
     }
     bound = bound_from(d.get("bound"))
-    return Recorded(d["nodeid"], metrics, list(d["headline"]), list(d["notes"]), bound, d["gpu"])
+    return Recorded(
+        d["nodeid"], metrics, list(d["headline"]), list(d["notes"]), bound, d["gpu"],
+        invalid=str(d.get("invalid") or ""),
+    )  # fmt: skip
 
 
 def _benchmarks_json(config: pytest.Config, gpu: dict[str, Any],

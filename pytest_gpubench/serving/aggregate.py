@@ -26,6 +26,7 @@ from pytest_gpubench.serving.metrics import error_summary, result_rows, serving_
 from pytest_gpubench.serving.plan import ServePlan
 from pytest_gpubench.serving.run import RunResult
 from pytest_gpubench.serving.stalls import STALL_METRIC, stall_message, stall_metric
+from pytest_gpubench.serving.validity import record_validity, serving_validity
 from pytest_gpubench.serving.warn import ServingWarning, warn_at_caller
 
 
@@ -118,6 +119,7 @@ def run_metrics(
         throughput_ci=ci,
         server=server,
         lead=[r for run in runs for r in run.warmups],
+        windows=[(run.start, run.end) for run in runs],
     )
     stalled = stall_metric([run.stalls for run in runs])
     if stalled is not None:
@@ -126,8 +128,6 @@ def run_metrics(
         m = metrics["output_tok_s"]
         spread = dict(m.spread)
         spread["rounds"] = len(runs)
-        if len(runs) == 1 and runs[0].ci_blocks:
-            spread["ci_blocks"] = runs[0].ci_blocks
         metrics["output_tok_s"] = Metric(
             m.name, m.value, m.unit, m.higher_is_better, spread, m.description
         )
@@ -225,6 +225,7 @@ def aggregate(
         recording.write_requests(ctx.gpubench, result_rows(result.results))
         record_per_token(ctx, result)
         recording.write_placement(ctx.gpubench, ctx.request, plan.server, plan.engine)
+        record_validity(ctx, serving_validity(ctx.gpubench, runs, info, plan.server))
     check_result(result, plan.max_error_rate, plan.ignore_eos)
     return result
 

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from pytest_gpubench import progress
+from pytest_gpubench.bench.telemetry import Sampler
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.results import sections
@@ -272,6 +273,7 @@ def _point_from(raw: Any, path: Any, key: str) -> SweepPoint:
             num_prompts=int(raw.get("num_prompts") or 0),
             warmups=int(raw.get("warmups") or 0),
             wall_s=float(raw.get("wall_s") or 0.0),
+            bound=raw["bound"] if isinstance(raw.get("bound"), dict) else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise GpubenchError(
@@ -428,12 +430,15 @@ def run_capacity(
 def _time_search(ctx: ServeContext, run: Callable[[], None]) -> tuple[bool, list[float]]:
     """Run the search as the test's timed round; after a sweep (which took that round,
     ``known=sweep``) it runs untimed by pytest-benchmark into the same entry, and its own
-    wall time is returned."""
+    wall time is returned. Its own telemetry sampler runs through it, so each point's figures
+    (serving/point_report.py) read samples of that point's window, not the sweep's last."""
     ctx.serving()
     if not ctx.timed_before:
         return False, ctx.time(run)
     began = time.monotonic()
-    run()
+    with Sampler() as sampler:
+        ctx.gpubench.sampler = sampler
+        run()
     enabled = getattr(ctx.gpubench.benchmark, "enabled", True)
     return True, [time.monotonic() - began] if enabled else []
 
@@ -478,7 +483,7 @@ def _record_capacity(
         "gpus": max(int(getattr(ctx.gpubench.profile, "gpu_count", 1) or 1), 1),
         "points": [p.as_dict() for p in result.points],
     }
-    record_section(ctx, "capacity", info, first)
+    record_section(ctx, "capacity", info, first, result.points)
     name = ctx.test_name
     if result.capped:
         ctx.note(

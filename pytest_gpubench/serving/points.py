@@ -87,6 +87,9 @@ class SweepPoint:
     slo_check: dict[str, dict[str, Any]] = field(default_factory=dict)
     wall_s: float = 0.0  # the point's wall time, warm-ups included (what the next one costs)
     result: ServeResult | None = field(default=None, repr=False, compare=False)
+    # the point's own bound verdict (``Verdict.as_dict()``, metrics/point.py) where telemetry
+    # judged it; None on a run without a sampler
+    bound: dict[str, str] | None = None
 
     def __getitem__(self, name: str) -> float:
         return self.metrics[name].value
@@ -109,6 +112,7 @@ class SweepPoint:
             "wall_s": round(self.wall_s, 3),
             **({"meets_slo": self.meets_slo} if self.meets_slo is not None else {}),
             **({"slo_check": self.slo_check} if self.slo_check else {}),
+            **({"bound": self.bound} if self.bound else {}),
             # which requests it sent: (test key, n-th set, run nonce), RequestFactory's draw
             **(
                 {"prompt_draw": self.result.workload["prompt_draw"]}

@@ -1,10 +1,10 @@
 """Every ``extra_info`` section and metric that serving writes, through one module.
 
 What a serving test records (``extra_info["serving"]``, ``["requests"]``, ``["decode_batch"]``,
-``["sweep"]``, ``["capacity"]``, ``["placement"]`` and the metrics) is written here only, each
-section through its typed writer in ``results/sections.py`` (the one owner of their shapes,
-which are the stored file format). The placement section is written by serving/placement.py's
-``record_placement``, which this module calls.
+``["sweep"]``, ``["capacity"]``, ``["placement"]``, ``["validity"]`` and the metrics) is
+written here only, each section through its typed writer in ``results/sections.py`` (the one
+owner of their shapes, which are the stored file format). The placement section is written
+by serving/placement.py's ``record_placement``, which this module calls.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.metrics.validity import Validity
 from pytest_gpubench.results import sections
-from pytest_gpubench.results.record import record_note
+from pytest_gpubench.results.record import record_invalid, record_note
 from pytest_gpubench.serving.placement import record_placement
 
 #: the metrics a plain serve_bench entry shows as its headline
@@ -80,3 +81,15 @@ def write_placement(gpubench: Any, request: Any, server: Any, engine: Any) -> No
 def write_note(request: Any, message: str) -> None:
     """A line for the run's summary (``results.record.record_note``)."""
     record_note(request, message)
+
+
+def write_validity(gpubench: Any, request: Any, validity: Validity) -> None:
+    """``extra_info["validity"]``, and the reasons for the results table when invalid."""
+    sections.write_validity(gpubench.benchmark.extra_info, validity)
+    if not validity.valid:
+        record_invalid(request, "; ".join(validity.reasons))
+
+
+def read_validity(gpubench: Any) -> Validity | None:
+    """The verdict this test recorded so far (a capacity search after a sweep adds to it)."""
+    return sections.read_validity(gpubench.benchmark.extra_info)

@@ -205,7 +205,7 @@ def _finish_sweep(
             "time_budget_s": budget_s,
             "points": [p.as_dict() for p in points],
         }
-        record_section(ctx, "sweep", info, first)
+        record_section(ctx, "sweep", info, first, points)
         if result.stopped_by == "time_budget":
             ctx.note(
                 f"{ctx.test_name}: sweep stopped by time_budget_s={budget_s:g} "

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.metrics.core import Metric
+from pytest_gpubench.metrics.point import PointReport
 from pytest_gpubench.serving import recording
 from pytest_gpubench.serving.aggregate import (
     ServeResult,
@@ -33,6 +35,7 @@ from pytest_gpubench.serving.options import (
     unknown_keywords,
 )
 from pytest_gpubench.serving.plan import ServePlan, build_plan
+from pytest_gpubench.serving.point_report import point_report
 from pytest_gpubench.serving.points import (
     NOT_PER_POINT,
     POINT_METRICS,
@@ -44,6 +47,7 @@ from pytest_gpubench.serving.points import (
 )
 from pytest_gpubench.serving.run import RunResult, close_loop
 from pytest_gpubench.serving.stalls import stall_message, stall_metric
+from pytest_gpubench.serving.validity import record_validity, serving_validity
 from pytest_gpubench.serving.warn import warn_at_caller
 
 
@@ -103,6 +107,9 @@ class Sweeper:
         metrics = run_metrics([run], plan.slo_ms, plan.ignore_eos)
         metrics.update(plugin_metrics(self.ctx.config, [run], metrics))
         result = ServeResult(metrics, [run], dict(plan.info))
+        figures = self.figures(setting, run, metrics)
+        if figures is not None:
+            metrics.update(figures.metrics())
         return SweepPoint(
             setting.concurrency,
             setting.request_rate,
@@ -115,6 +122,25 @@ class Sweeper:
             steady=steady_state(run.results, setting.concurrency, run.warmups),
             wall_s=time.monotonic() - began,
             result=result,
+            bound=figures.verdict.as_dict() if figures and figures.verdict else None,
+        )
+
+    def figures(
+        self, setting: Setting, run: RunResult, metrics: Mapping[str, Metric]
+    ) -> PointReport | None:
+        """The point's own roofline %, energy per output token, GPU busy and bound verdict
+        over its window (serving/point_report.py); None without a sampler or a rate."""
+        tok_s = metrics.get("output_tok_s")
+        if tok_s is None:
+            return None
+        return point_report(
+            self.ctx.gpubench,
+            run.results,
+            tok_s.value,
+            (run.start, run.end),
+            setting.concurrency,
+            lead=run.warmups,
+            stalls=run.stalls,
         )
 
     def __enter__(self) -> Sweeper:
@@ -135,11 +161,22 @@ def record_points(gpubench: Any, points: Sequence[SweepPoint], headline: bool = 
                 recording.write_metric(gpubench, m, headline=headline and name == "output_tok_s")
 
 
-def record_section(ctx: ServeContext, key: str, info: Mapping[str, Any], first: ServePlan) -> None:
+def record_section(
+    ctx: ServeContext,
+    key: str,
+    info: Mapping[str, Any],
+    first: ServePlan,
+    points: Sequence[SweepPoint] = (),
+) -> None:
     """The entry's ``key`` section (``"sweep"`` or ``"capacity"``), its serving settings from
-    the first point's plan, and the server's placement."""
+    the first point's plan, the server's placement, and the validity verdict over the
+    measured ``points`` (serving/validity.py)."""
     recording.write_points_section(ctx.gpubench, key, info, first.info)
     recording.write_placement(ctx.gpubench, ctx.request, first.server, first.engine)
+    runs = [run for p in points for run in runs_of(p)]
+    if runs:
+        verdict = serving_validity(ctx.gpubench, runs, first.info, first.server)
+        record_validity(ctx, verdict, f"serve_bench.{'sweep' if key == 'sweep' else key}")
 
 
 def runs_of(point: SweepPoint) -> Sequence[RunResult]:

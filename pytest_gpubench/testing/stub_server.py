@@ -108,6 +108,12 @@ class Behaviour:
     cache_save_ms: float = 0.0
     llamacpp_log: str = ""
     reject_above: int = 0  # > 0: a request arriving while this many stream answers HTTP 429
+    # usage reports this many output tokens more than were streamed (and counted in /metrics),
+    # as a server whose usage and counters disagree: the validity verdict's token check
+    usage_extra: int = 0
+    # /metrics also under llama.cpp's counter names, so a llama.cpp view reads the server's
+    # token counter (server_output_tokens) from it
+    llamacpp_metrics: bool = False
 
 
 class StubServer:
@@ -207,7 +213,12 @@ class StubServer:
                 w, 200, {"data": [{"id": self.b.model, "object": "model"}]}, "application/json"
             )
         elif path == "/metrics":
-            text = "".join(f"{k} {v}\n" for k, v in self.counters.items())
+            counters = dict(self.counters)
+            if self.b.llamacpp_metrics:
+                counters["llamacpp:tokens_predicted_total"] = counters[
+                    "stub:generation_tokens_total"
+                ]
+            text = "".join(f"{k} {v}\n" for k, v in counters.items())
             await self.reply(w, 200, text.encode(), "text/plain")
         else:
             await self.reply(w, 404, {"error": f"no route {path}"}, "application/json")
@@ -382,8 +393,8 @@ class StubServer:
                         "choices": [],
                         "usage": {
                             "prompt_tokens": prompt_tokens,
-                            "completion_tokens": n,
-                            "total_tokens": prompt_tokens + n,
+                            "completion_tokens": n + b.usage_extra,
+                            "total_tokens": prompt_tokens + n + b.usage_extra,
                         },
                     }
                 )
@@ -430,6 +441,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--reject-above", type=int, default=0, help="HTTP 429 while this many requests stream"
     )
+    p.add_argument(
+        "--usage-extra", type=int, default=0, help="usage reports K more tokens than streamed"
+    )
+    p.add_argument(
+        "--llamacpp-metrics", action="store_true", help="/metrics under llama.cpp's names too"
+    )
     a = p.parse_args(argv)
     behaviour = Behaviour(
         a.tokens_per_s,
@@ -450,6 +467,8 @@ def main(argv: list[str] | None = None) -> None:
         cache_save_ms=a.cache_save_ms,
         llamacpp_log=a.llamacpp_log,
         reject_above=a.reject_above,
+        usage_extra=a.usage_extra,
+        llamacpp_metrics=a.llamacpp_metrics,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(a.port, behaviour, a.host))

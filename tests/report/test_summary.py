@@ -49,3 +49,31 @@ def test_quiet_shortens_the_sections(pytester: pytest.Pytester) -> None:
     very = pytester.runpytest("--device=cpu", "-qq")
     very.stdout.fnmatch_lines(["gpubench: 1 benchmark, 2 results on cpu (run without -qq*"])
     assert "= gpubench results" not in very.stdout.str()
+
+
+def test_an_invalid_result_is_marked_in_its_first_row_and_said_under_the_table() -> None:
+    from pytest_gpubench.metrics.core import Metric
+    from pytest_gpubench.report.results import results_lines
+    from pytest_gpubench.results.record import Recorded
+
+    def entry(nodeid: str, invalid: str = "") -> Recorded:
+        metrics = {n: Metric(n, 10.0, "tok/s", True) for n in ("a", "b")}
+        return Recorded(nodeid, metrics, ["a", "b"], invalid=invalid)
+
+    lines = results_lines([entry("t.py::ok"), entry("t.py::bad", "the GPU throttled")])
+    assert lines[0].split() == [
+        "test",
+        "metric",
+        "value",
+        "unit",
+        "95%",
+        "CI",
+        "n",
+        "better",
+        "valid",
+    ]
+    rows = [line.split() for line in lines[2:6]]
+    assert [r[-1] for r in rows] == ["higher", "higher", "invalid", "higher"]
+    assert lines[6:] == ["invalid: t.py::bad: the GPU throttled"]
+    # no column while every result is valid
+    assert "valid" not in results_lines([entry("t.py::ok")])[0]

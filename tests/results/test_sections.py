@@ -76,6 +76,7 @@ def test_a_file_saved_before_reads_back_section_by_section(stored: dict[str, dic
         ("c5", 5),
     ]
     assert points[1].value("output_tok_s_per_gpu") == pytest.approx(261.34662792360166)
+    assert all(p.bound is None for p in points)  # written before points carried a verdict
 
 
 def test_each_section_writes_back_exactly_what_was_stored(stored: dict[str, dict]) -> None:
@@ -207,3 +208,22 @@ def test_what_the_fixture_writes_the_readers_read(pytester: pytest.Pytester) -> 
     )
     assert "telemetry" in s.read_telemetry_note(extra).lower()
     assert s.read_bound(extra) is None and s.read_placement(extra) is None
+
+
+def test_a_points_own_bound_verdict_reads_back() -> None:
+    """Points written since issue 26 carry their own ``bound`` (``Verdict.as_dict()``); a
+    malformed one reads as none rather than failing the file."""
+    verdict = Verdict("kernel", "87% busy, decode at 31% of its bandwidth bound", "profile")
+    extra: dict = {}
+    s.write_sweep(
+        extra,
+        {
+            "points": [
+                {"label": "c1", "concurrency": 1, "metrics": {}, "bound": verdict.as_dict()},
+                {"label": "c2", "concurrency": 2, "metrics": {}, "bound": "gpu"},
+            ]
+        },
+    )
+    one, two = s.read_points(json.loads(json.dumps(extra)))
+    assert one.bound == verdict
+    assert two.bound is None

@@ -138,6 +138,16 @@ def test_two_rounds_use_the_t_value_of_one_degree_of_freedom() -> None:
     assert se == pytest.approx(10 / 12.706204736174707 / 100)
 
 
+def test_an_interval_of_blocks_uses_the_t_value_of_its_blocks() -> None:
+    """A serving run's output tok/s interval is built from ``ci_blocks`` blocks of one round
+    (serving/throughput.py): its standard error divides by t(ci_blocks - 1), not by the
+    1.96 a single round would take. t(0.975, 4) = 2.7764451051977987 (scipy, any table)."""
+    one_round = m(100.0, ci95_low=90.0, ci95_high=110.0, rounds=1, n=40, ci_blocks=5)
+    assert standard_error(one_round) == pytest.approx(10 / 2.7764451051977987 / 100)
+    pooled = m(100.0, ci95_low=90.0, ci95_high=110.0, rounds=2, n=80, ci_blocks=2)
+    assert standard_error(pooled) == pytest.approx(10 / 12.706204736174707 / 100)
+
+
 def test_worse_exactly_at_the_noise_is_noise() -> None:
     # one side's interval 50 -/+ 24.5, n unknown: se = 24.5 / 1.96 / 50 = 0.25, noise 0.5,
     # and 50 against 100 is exactly 50% worse

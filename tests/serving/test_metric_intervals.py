@@ -190,3 +190,28 @@ def test_sweep(serve_bench):
                 assert low <= m["value"] <= high, (bench["name"], name, m)
                 checked.append(name)
     assert sorted(checked) == ["output_tok_s", "output_tok_s", "output_tok_s.c4", "output_tok_s.c8"]
+
+
+def test_pooled_rounds_record_the_ratio_interval_of_their_rounds(pytester, start_stub) -> None:
+    """Three rounds pooled: the value is all rounds' tokens over their summed time, and its
+    interval is the ratio estimator's over the three rounds (``ci_blocks`` 3), which holds the
+    value. Before, a mean of the rounds' rates stood in where it happened to hold the value,
+    and the entry recorded no blocks for the regression gate's t."""
+    stub = start_stub("--ttft-ms", "20", "--tokens-per-s", "200")
+    bench_file(
+        pytester,
+        stub.base_url,
+        """
+def test_rounds(serve_bench):
+    serve_bench(Server(URL), input_len=16, output_len=40, num_prompts=24, concurrency=8,
+                rounds=3)
+""",
+    )
+    result = pytester.runpytest("--benchmark-json=out.json", "--device=cpu", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    [bench] = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
+    m = bench["extra_info"]["metrics"]["output_tok_s"]
+    assert m["spread"]["rounds"] == 3
+    assert m["spread"]["ci_blocks"] == 3
+    assert m["spread"]["ci95_low"] <= m["value"] <= m["spread"]["ci95_high"]
+    assert m["spread"]["ci95_low"] < m["spread"]["ci95_high"]

@@ -109,3 +109,9 @@ def nvmlDeviceGetClockInfo(handle, clock):
 
 def nvmlDeviceGetTemperature(handle, sensor):
     return 55
+
+
+def nvmlDeviceGetCurrentClocksEventReasons(handle):
+    # FAKE_NVML_CLOCK_REASONS: the bitmask every sample reads (0x20: software thermal
+    # slowdown), for the validity verdict's tests; 0 (none) unless set
+    return int(os.environ.get("FAKE_NVML_CLOCK_REASONS", "0"), 0)
