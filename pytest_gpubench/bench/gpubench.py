@@ -113,17 +113,7 @@ class GpuBench:
 
         Returns the last result and the per-round seconds (empty under --benchmark-disable).
         """
-        if rounds < 1 or warmup_rounds < 0:
-            raise GpubenchError(
-                f"rounds must be >= 1 and warmup_rounds >= 0, got {rounds}/{warmup_rounds}"
-            )
-        if self.timed_calls:  # pytest-benchmark's own error says only "FixtureAlreadyUsed"
-            raise GpubenchError(
-                f"{self.request.node.name} already made its timed call: pytest-benchmark keeps "
-                "one entry per test, so each gpubench(...) / serve_bench(...) measurement needs "
-                "a test of its own (parametrize it), or serve_bench.sweep for several loads "
-                "(serve_bench.capacity may follow a sweep in the same test)"
-            )
+        self._check_call(rounds, warmup_rounds)
         sync = cuda_synchronizer()
         spans: list[tuple[float, float]] = []  # monotonic (start, end) of every call
         # CPU seconds in every call: the calling thread's, the process's (a server's client)
@@ -182,6 +172,19 @@ class GpuBench:
                 description="CPU cores other processes on this host used during the rounds",
             )
         return result, times
+
+    def _check_call(self, rounds: int, warmup_rounds: int) -> None:
+        if rounds < 1 or warmup_rounds < 0:
+            raise GpubenchError(
+                f"rounds must be >= 1 and warmup_rounds >= 0, got {rounds}/{warmup_rounds}"
+            )
+        if self.timed_calls:  # pytest-benchmark's own error says only "FixtureAlreadyUsed"
+            raise GpubenchError(
+                f"{self.request.node.name} already made its timed call: pytest-benchmark keeps "
+                "one entry per test, so each gpubench(...) / serve_bench(...) measurement needs "
+                "a test of its own (parametrize it), or serve_bench.sweep for several loads "
+                "(serve_bench.capacity may follow a sweep in the same test)"
+            )
 
     def _record_telemetry(self, rounds: int) -> None:
         """Power, energy per round, utilisation and memory peaks of the timed rounds."""

@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+from plumbing.servers import SERVER_CLASSES
 
 SWEEP = (
     "import pytest\n"

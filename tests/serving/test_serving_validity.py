@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from pytest_gpubench.testing.servers import SERVER_CLASSES
+from plumbing.servers import SERVER_CLASSES
 
 BENCH = (
     "import pytest\n"
