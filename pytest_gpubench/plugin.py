@@ -41,21 +41,25 @@ if TYPE_CHECKING:
     from pytest_gpubench.engines.registry import Scope
     from pytest_gpubench.results.locations import PerGpuMachineId
 
-# Fixture modules, one per concern, loaded with this plugin (pytest honours ``pytest_plugins``
-# in a plugin module). Each concern's fixtures and hooks live in the fixtures layer.
-pytest_plugins: list[str] = [
+# Fixture modules, one per concern, registered with this plugin. Each concern's fixtures and
+# hooks live in the fixtures layer. Not through ``pytest_plugins``: pytest looks each name of
+# that list up among every installed distribution's entry points first, which cost ~8 ms per
+# module on the 2-core machine (scripts/plugin_overhead.py), paid by every pytest run.
+FIXTURE_MODULES = (
     "pytest_gpubench.fixtures.bench",
     "pytest_gpubench.fixtures.distributed",
     "pytest_gpubench.fixtures.workloads",
     "pytest_gpubench.fixtures.launch",
     "pytest_gpubench.fixtures.serving",
-]
+)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from pytest_gpubench import hookspec
 
     pluginmanager.add_hookspecs(hookspec)
+    for name in FIXTURE_MODULES:  # as pytest_plugins would, without the entry-point scan
+        pluginmanager.import_plugin(name)
 
 
 @pytest.hookimpl(trylast=True)  # after other plugins: leave them the spellings they own

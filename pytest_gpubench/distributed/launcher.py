@@ -142,26 +142,7 @@ def torchrun(
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("rank*"):
         old.unlink()
-    if nnodes > 1 and not rdzv_endpoint:
-        raise GpubenchError(
-            f"a {nnodes}-node job needs rdzv_endpoint='host:port' (node 0's address; the same "
-            "on every node)"
-        )
-    if not 0 <= node_rank < nnodes:
-        raise GpubenchError(f"node_rank must be in 0..{nnodes - 1}, got {node_rank}")
-    nodes = (
-        ["--standalone"]
-        if nnodes == 1
-        else [
-            f"--nnodes={nnodes}",
-            f"--node-rank={node_rank}",
-            "--rdzv-backend=c10d",
-            f"--rdzv-endpoint={rdzv_endpoint}",
-            f"--rdzv-id={rdzv_id}",
-            f"--rdzv-conf=join_timeout={join_timeout_s:g}",
-            "--max-restarts=0",
-        ]
-    )
+    nodes = _node_args(nnodes, node_rank, rdzv_endpoint, rdzv_id, join_timeout_s)
     cmd = [
         sys.executable,
         "-m",
@@ -174,10 +155,58 @@ def torchrun(
         "--out",
         str(out_dir),
     ]
-    launcher_log = out_dir / "torchrun.log"
+    start = time.monotonic()
+    rc = _run_launcher(cmd, out_dir / "torchrun.log", nproc, timeout_s, env)
+    wall = time.monotonic() - start
+    results = {int(p.stem[4:]): json.loads(p.read_text()) for p in out_dir.glob("rank*.json")}
+    if rc == 0 and len(results) == nproc:
+        for path in out_dir.glob("rank*.error"):
+            path.unlink()
+    else:
+        where = (nnodes, node_rank, rdzv_endpoint, rdzv_id, join_timeout_s)
+        raise _failure(cmd, out_dir, rc, results, nproc, where)
+    ranks = tuple(
+        RankResult(
+            r["rank"], r["tokens"], r["samples"], r["seconds"], r["device"], r["peak_memory_gib"]
+        )
+        for r in sorted(results.values(), key=lambda r: r["rank"])
+    )
+    first = results[min(results)]
+    world = int(first.get("world_size", nproc))
+    return DistributedRun(world, first["strategy"], first["backend"], ranks, wall, out_dir)
+
+
+def _node_args(
+    nnodes: int, node_rank: int, rdzv_endpoint: str | None, rdzv_id: str, join_timeout_s: float
+) -> list[str]:
+    """torchrun's arguments for one node of ``nnodes`` (``--standalone`` for a single node)."""
+    if nnodes > 1 and not rdzv_endpoint:
+        raise GpubenchError(
+            f"a {nnodes}-node job needs rdzv_endpoint='host:port' (node 0's address; the same "
+            "on every node)"
+        )
+    if not 0 <= node_rank < nnodes:
+        raise GpubenchError(f"node_rank must be in 0..{nnodes - 1}, got {node_rank}")
+    if nnodes == 1:
+        return ["--standalone"]
+    return [
+        f"--nnodes={nnodes}",
+        f"--node-rank={node_rank}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={rdzv_endpoint}",
+        f"--rdzv-id={rdzv_id}",
+        f"--rdzv-conf=join_timeout={join_timeout_s:g}",
+        "--max-restarts=0",
+    ]
+
+
+def _run_launcher(
+    cmd: list[str], launcher_log: Path, nproc: int, timeout_s: float, env: dict[str, str] | None
+) -> int:
+    """Run torchrun in a process group of its own, recorded for the reaper; its exit code.
+    Whatever ends the wait (a timeout, Ctrl-C, SIGTERM), the whole group is stopped."""
     record_key = reaper.RUN.new_key()  # its tag marks torchrun and every rank as this run's
     full_env = {**os.environ, **SAFE_ENV, **(env or {}), **reaper.RUN.tag(record_key)}
-    start = time.monotonic()
     with open(launcher_log, "w") as log:
         proc = subprocess.Popen(
             cmd,
@@ -189,7 +218,7 @@ def torchrun(
         )
         reaper.RUN.add_session(proc.pid, f"torchrun pid {proc.pid} ({nproc} ranks)", record_key)
         try:
-            rc = proc.wait(timeout=timeout_s)
+            return proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             _stop(proc)
             raise RankFailure(
@@ -202,38 +231,31 @@ def torchrun(
         finally:
             _stop(proc)
             reaper.RUN.remove(record_key)
-    wall = time.monotonic() - start
-    results = {int(p.stem[4:]): json.loads(p.read_text()) for p in out_dir.glob("rank*.json")}
-    if rc == 0 and len(results) == nproc:
-        for path in out_dir.glob("rank*.error"):
-            path.unlink()
-    launcher_tail = tail(launcher_log, 200)
-    if rc != 0 and nnodes > 1 and "RendezvousTimeoutError" in launcher_tail:
-        raise RankFailure(
+
+
+def _failure(
+    cmd: list[str], out_dir: Path, rc: int, results: dict, nproc: int, where: tuple
+) -> RankFailure:
+    """The failure of a job that exited non-zero or left ranks without a result: the
+    rendezvous that never completed, or the rank that failed first with its log's tail."""
+    nnodes, node_rank, rdzv_endpoint, rdzv_id, join_timeout_s = where
+    launcher_log = out_dir / "torchrun.log"
+    if rc != 0 and nnodes > 1 and "RendezvousTimeoutError" in tail(launcher_log, 200):
+        return RankFailure(
             f"node {node_rank}: the {nnodes} nodes did not all join the rendezvous at "
             f"{rdzv_endpoint} (id {rdzv_id!r}) within {join_timeout_s:g} s; start torchrun on "
             f"every node with the same endpoint and id.\ncommand: {' '.join(cmd)}"
         )
-    if rc != 0 or len(results) != nproc:
-        mine = [int(p.stem[4:]) for p in out_dir.glob("rank*.log")] or list(range(nproc))
-        failed = sorted(r for r in mine if r not in results) or sorted(mine)
-        first = root_cause(out_dir, failed)
-        raise RankFailure(
-            f"distributed job failed (exit code {rc}"
-            + (f", node {node_rank} of {nnodes}" if nnodes > 1 else "")
-            + f"): rank {first} failed first; rank(s) "
-            f"{failed} wrote no result.\n"
-            f"command: {' '.join(cmd)}\n"
-            f"--- rank {first} log tail ({out_dir / f'rank{first}.log'}) ---\n"
-            f"{tail(out_dir / f'rank{first}.log')}\n"
-            f"--- torchrun log tail ---\n{tail(launcher_log, 15)}"
-        )
-    ranks = tuple(
-        RankResult(
-            r["rank"], r["tokens"], r["samples"], r["seconds"], r["device"], r["peak_memory_gib"]
-        )
-        for r in sorted(results.values(), key=lambda r: r["rank"])
+    mine = [int(p.stem[4:]) for p in out_dir.glob("rank*.log")] or list(range(nproc))
+    failed = sorted(r for r in mine if r not in results) or sorted(mine)
+    first = root_cause(out_dir, failed)
+    return RankFailure(
+        f"distributed job failed (exit code {rc}"
+        + (f", node {node_rank} of {nnodes}" if nnodes > 1 else "")
+        + f"): rank {first} failed first; rank(s) "
+        f"{failed} wrote no result.\n"
+        f"command: {' '.join(cmd)}\n"
+        f"--- rank {first} log tail ({out_dir / f'rank{first}.log'}) ---\n"
+        f"{tail(out_dir / f'rank{first}.log')}\n"
+        f"--- torchrun log tail ---\n{tail(launcher_log, 15)}"
     )
-    first = results[min(results)]
-    world = int(first.get("world_size", nproc))
-    return DistributedRun(world, first["strategy"], first["backend"], ranks, wall, out_dir)

@@ -66,7 +66,8 @@ def wrap(model, strategy: str, torch, device):
     raise SystemExit(f"unknown strategy {strategy!r}: ddp or fsdp")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The worker's command line, as ``launcher.torchrun`` builds it."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True, help="config.json or model folder")
     parser.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp")
@@ -75,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup-steps", type=int, default=2)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     die_with_parent()
     rank = int(os.environ["RANK"])

@@ -74,18 +74,8 @@ class ServerPool:
         if current is not None:  # died since the last test: drop it and start afresh
             self.forget(current)
         if launcher_name == "external":
-            if not self.server_url:
-                raise GpubenchError("launcher='external' needs --gpubench-server-url")
-            server = connect_external(
-                engine=eng,
-                url=self.server_url,
-                model=served_name or (str(model) if model else None),
-                timeout_s=timeout,
-                api_key=options.get("api_key"),
-            )
-            self.servers[key] = server
-            self.history.append(server)
-            return server
+            name = served_name or (str(model) if model else None)
+            return self._keep(key, self._external(eng, name, timeout, options))
         # One started server at a time: free the GPU before the next model loads.
         self.stop_all(keep_external=True)
         runner = _launcher(launcher_name, self.gpu)
@@ -95,17 +85,7 @@ class ServerPool:
             digits = isinstance(port, str) and port.strip().isdigit()
             port = check_port(int(port) if digits else port)
             require_free(host, port)
-        redactor = Redactor(extra=[str(options.get("api_key") or "")])
-        path = (
-            log_file(self.log_dir, eng.name, ref.served_name, launcher_name)
-            if self.log_dir
-            else None
-        )
-        log = ServerLog(path, redactor)
-        log.note(
-            f"engine {eng.name}, model {ref.source} served as {ref.served_name!r}, "
-            f"launcher {launcher_name}"
-        )
+        log = self._log(eng, ref, launcher_name, options)
         server = start_server(
             engine=eng,
             launcher=runner,
@@ -119,9 +99,43 @@ class ServerPool:
             log=log,
             extra={"image": image, "docker_options": docker_options},
         )
+        return self._keep(key, server)
+
+    def _keep(self, key: str, server: Server) -> Server:
         self.servers[key] = server
         self.history.append(server)
         return server
+
+    def _external(
+        self, eng: Engine, name: str | None, timeout: float, options: Mapping[str, Any]
+    ) -> Server:
+        """The server at --gpubench-server-url, which the plugin neither starts nor stops."""
+        if not self.server_url:
+            raise GpubenchError("launcher='external' needs --gpubench-server-url")
+        return connect_external(
+            engine=eng,
+            url=self.server_url,
+            model=name,
+            timeout_s=timeout,
+            api_key=options.get("api_key"),
+        )
+
+    def _log(
+        self, eng: Engine, ref: ModelRef, launcher_name: str, options: Mapping[str, Any]
+    ) -> ServerLog:
+        """The server's log: its own file under the log folder (if any), secrets redacted."""
+        redactor = Redactor(extra=[str(options.get("api_key") or "")])
+        path = (
+            log_file(self.log_dir, eng.name, ref.served_name, launcher_name)
+            if self.log_dir
+            else None
+        )
+        log = ServerLog(path, redactor)
+        log.note(
+            f"engine {eng.name}, model {ref.source} served as {ref.served_name!r}, "
+            f"launcher {launcher_name}"
+        )
+        return log
 
     def forget(self, server: Server) -> None:
         """Drop a server (dead or replaced) from the cache, stopping whatever is left of it."""

@@ -65,11 +65,17 @@ from pathlib import Path
 
 import psutil
 
+from pytest_gpubench.launch.identity import (
+    START_TOLERANCE_S,
+    alive,
+    machine,
+    same_start,
+    start_time,
+)
 from pytest_gpubench.settings import cache_root
 
 GRACE_S = 3.0
 SNAPSHOT_S = 1.0
-START_TOLERANCE_S = 0.05
 #: set in the environment of every process a run starts: "<run id>/<entry>", inherited by all
 #: its descendants, wherever they move (a new session, a new parent)
 ENV_TAG = "GPUBENCH_RUN"
@@ -78,44 +84,7 @@ _SUFFIX = ".json"
 _SEEN = ".seen"
 _REAPED = ".reaped"
 
-# ------------------------------------------------------------------ identities of processes
-
-
-def start_time(pid: int) -> float | None:
-    """The process's start time (psutil's create_time), or None if it is gone or a zombie."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return round(proc.create_time(), 2)
-    except psutil.Error:
-        return None
-
-
-def same_start(a: float | None, b: float | None) -> bool:
-    return a is not None and b is not None and abs(a - b) < START_TOLERANCE_S
-
-
-def alive(pid: int, start: float) -> bool:
-    """This very process (not a later one that got its pid) still runs."""
-    return same_start(start_time(pid), start)
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
-
-
-def machine() -> dict[str, str]:
-    """What a pid is only meaningful within: this boot and this pid namespace."""
-    try:
-        pidns = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        pidns = ""
-    return {"boot": _read("/proc/sys/kernel/random/boot_id"), "pidns": pidns}
+# identities of processes: launch/identity.py (re-exported here, where callers look)
 
 
 def _scan(tags: bool = False) -> dict[int, tuple[int, int, float, str, str]]:

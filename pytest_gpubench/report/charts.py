@@ -28,13 +28,17 @@ from xml.sax.saxutils import escape, quoteattr
 import pandas as pd
 
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.report.labels import (  # re-exported: their import path stays
+    LABEL_LIMIT as LABEL_LIMIT,
+)
+from pytest_gpubench.report.labels import common_prefix as common_prefix
+from pytest_gpubench.report.labels import short_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 FORMATS = ("png", "svg")
 DPI = 100
-LABEL_LIMIT = 56  # characters per tick-label line
 PLOT_WIDTH_IN = 6.5
 BAR_IN = 0.2  # one device's bar
 GAP_IN = 0.16  # between benchmarks
@@ -144,92 +148,6 @@ def chart_data(frame: pd.DataFrame) -> list[MetricChart]:
     return charts
 
 
-# --- labels -------------------------------------------------------------------------------------
-
-
-def _tokens(key: str) -> list[str]:
-    """'a/b::c[x/y]' -> ['a/', 'b::', 'c[x/y]']: parts that keep their trailing separator; a
-    pytest parameter id in brackets is never split."""
-    tokens, current, depth, i = [], "", 0, 0
-    while i < len(key):
-        ch = key[i]
-        depth += (ch == "[") - (ch == "]")
-        sep = "::" if key.startswith("::", i) else "/" if ch == "/" else ""
-        if sep and depth <= 0:
-            tokens.append(current + sep)
-            current, i = "", i + len(sep)
-            continue
-        current += ch
-        i += 1
-    if current:
-        tokens.append(current)
-    return tokens
-
-
-def common_prefix(keys: Sequence[str]) -> str:
-    """The longest run of whole path parts (ending with '/' or '::') every key starts with,
-    leaving every key something of its own."""
-    if not keys:
-        return ""
-    split = [_tokens(k) for k in keys]
-    prefix: list[str] = []
-    for parts in zip(*split, strict=False):
-        if len(set(parts)) != 1 or not parts[0].endswith(("/", "::")):
-            break
-        prefix.append(parts[0])
-    while prefix and any(len(s) <= len(prefix) for s in split):
-        prefix.pop()
-    return "".join(prefix)
-
-
-def _wrap(label: str, limit: int, max_lines: int = 3) -> str | None:
-    """Lines of at most ``limit`` characters, broken after a separator: two balanced lines if
-    they fit, else greedily up to ``max_lines``; None if the label cannot be wrapped so."""
-    tokens = _tokens(label)
-    best = None
-    for i in range(1, len(tokens)):
-        first, second = "".join(tokens[:i]), "".join(tokens[i:])
-        if len(first) <= limit and len(second) <= limit:
-            balance = abs(len(first) - len(second))
-            if best is None or balance < best[0]:
-                best = (balance, f"{first}\n{second}")
-    if best:
-        return best[1]
-    lines = [""]
-    for token in tokens:
-        if len(token) > limit:
-            return None
-        if len(lines[-1]) + len(token) > limit:
-            lines.append("")
-        lines[-1] += token
-    return "\n".join(lines) if len(lines) <= max_lines else None
-
-
-def short_labels(keys: Sequence[str], limit: int = LABEL_LIMIT) -> tuple[str, list[str], dict]:
-    """(shared prefix, one label per key, {shortened label: full id} for labels that had to be
-    cut). Labels stay unique."""
-    prefix = common_prefix(keys)
-    labels: list[str] = []
-    cut: dict[str, str] = {}
-    for key in keys:
-        label = key[len(prefix) :]
-        if len(label) > limit:
-            wrapped = _wrap(label, limit)
-            if wrapped is not None:
-                label = wrapped
-            else:
-                head = (limit - 1) // 2
-                label = label[:head] + "…" + label[-(limit - 1 - head) :]
-                n = 2
-                base = label
-                while label in labels:
-                    label = f"{base} #{n}"
-                    n += 1
-                cut[label] = key
-        labels.append(label)
-    return prefix, labels, cut
-
-
 def _fmt(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:,.1f}"
@@ -257,23 +175,14 @@ def _inches(artist, renderer) -> tuple[float, float]:
     return box.width / DPI, box.height / DPI
 
 
-def figure(chart: MetricChart, uid: str = "m0") -> tuple[Figure, dict[str, str]]:
-    """The figure for one metric and the SVG tooltips ({gid: text}) of its labels and bars."""
-    Figure = _matplotlib()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
+def _draw_bars(
+    ax, chart: MetricChart, uid: str, pitch: float, bar: float
+) -> tuple[dict[str, str], list, list[float], bool]:
+    """One bar per measured (benchmark, device) cell, a status word where none was measured,
+    95% interval whiskers. Returns the tooltips, the value labels with the x they start at,
+    every bar's right end, and whether any interval was drawn (it then gets a legend entry)."""
     from matplotlib.transforms import blended_transform_factory
 
-    prefix, labels, cut = short_labels(chart.keys)
-    n_dev = max(1, len(chart.devices))
-    lines = max(label.count("\n") + 1 for label in labels)
-    pitch = max(n_dev * BAR_IN, lines * LINE_IN) + GAP_IN  # inches per benchmark
-    bar = (1 - GAP_IN / pitch) / n_dev  # in data units (1 = one benchmark)
-
-    fig = Figure(figsize=(10, 5), dpi=DPI)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.3, 0.1, 0.65, 0.8))
     tips: dict[str, str] = {}
     status_at = blended_transform_factory(ax.transAxes, ax.transData)
     value_texts = []
@@ -328,6 +237,12 @@ def figure(chart: MetricChart, uid: str = "m0") -> tuple[Figure, dict[str, str]]
                 capsize=3,
                 zorder=3,
             )
+    return tips, value_texts, ends, any_interval
+
+
+def _style_axes(ax, chart: MetricChart, labels: list[str], uid: str, tips: dict[str, str]) -> str:
+    """Benchmark labels (with their full key as tooltip), grid and x label; returns the
+    'higher/lower is better' words the subtitle repeats."""
     ax.set_ylim(len(chart.keys) - 0.5, -0.5)  # first benchmark on top
     ax.set_yticks(range(len(chart.keys)), labels, fontsize=9)
     for k_index, (tick, key) in enumerate(zip(ax.get_yticklabels(), chart.keys, strict=True)):
@@ -341,6 +256,60 @@ def figure(chart: MetricChart, uid: str = "m0") -> tuple[Figure, dict[str, str]]
         ax.spines[side].set_visible(False)
     better = "higher is better →" if chart.higher_is_better else "← lower is better"
     ax.set_xlabel(f"{chart.unit}   ({better})", fontsize=9)
+    return better
+
+
+def _note_lines(chart: MetricChart, cut: dict[str, str]) -> list[str]:
+    """The footnotes: benchmarks not run here and the full key of each shortened label;
+    long notes (a full test id) wrap instead of widening the chart."""
+    notes = []
+    if chart.absent:
+        notes.append("not run here (no value for this metric): " + ", ".join(chart.absent))
+    for label, key in cut.items():
+        notes.append(f"{label} = {key}")
+    return [line for n in notes for line in textwrap.wrap(n, NOTE_CHARS, break_on_hyphens=False)]
+
+
+def _fitting_legend(fig, handles: list, width: float, renderer):
+    """The legend with as many columns as fit the figure's width (one column at least)."""
+    legend = None
+    for ncol in range(len(handles), 0, -1):
+        legend = fig.legend(
+            handles=handles,
+            loc="upper left",
+            ncol=ncol,
+            frameon=False,
+            fontsize=9,
+            handlelength=1.2,
+            columnspacing=1.2,
+            borderaxespad=0,
+            borderpad=0,
+        )
+        if _inches(legend, renderer)[0] <= max(width, 8.0) - 0.3 or ncol == 1:
+            break
+        legend.remove()
+    assert legend is not None
+    return legend
+
+
+def figure(chart: MetricChart, uid: str = "m0") -> tuple[Figure, dict[str, str]]:
+    """The figure for one metric and the SVG tooltips ({gid: text}) of its labels and bars."""
+    Figure = _matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    prefix, labels, cut = short_labels(chart.keys)
+    n_dev = max(1, len(chart.devices))
+    lines = max(label.count("\n") + 1 for label in labels)
+    pitch = max(n_dev * BAR_IN, lines * LINE_IN) + GAP_IN  # inches per benchmark
+    bar = (1 - GAP_IN / pitch) / n_dev  # in data units (1 = one benchmark)
+
+    fig = Figure(figsize=(10, 5), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.3, 0.1, 0.65, 0.8))
+    tips, value_texts, ends, any_interval = _draw_bars(ax, chart, uid, pitch, bar)
+    better = _style_axes(ax, chart, labels, uid, tips)
 
     renderer = fig.canvas.get_renderer()
     label_w = max((_inches(t, renderer)[0] for t in ax.get_yticklabels()), default=0.5)
@@ -360,35 +329,13 @@ def figure(chart: MetricChart, uid: str = "m0") -> tuple[Figure, dict[str, str]]
         handles.append(
             Line2D([], [], color="#222222", marker="|", markersize=8, label="95% interval")
         )
-    notes = []
-    if chart.absent:
-        notes.append("not run here (no value for this metric): " + ", ".join(chart.absent))
-    for label, key in cut.items():
-        notes.append(f"{label} = {key}")
-    # long notes (a full test id) wrap instead of widening the chart
-    notes = [line for n in notes for line in textwrap.wrap(n, NOTE_CHARS, break_on_hyphens=False)]
+    notes = _note_lines(chart, cut)
     note_texts = [fig.text(0, 0, n, fontsize=8, color="#444444") for n in notes]
 
     left = label_w + 0.25
     right = 0.3
     width = left + PLOT_WIDTH_IN + right
-    legend = None
-    for ncol in range(len(handles), 0, -1):
-        legend = fig.legend(
-            handles=handles,
-            loc="upper left",
-            ncol=ncol,
-            frameon=False,
-            fontsize=9,
-            handlelength=1.2,
-            columnspacing=1.2,
-            borderaxespad=0,
-            borderpad=0,
-        )
-        if _inches(legend, renderer)[0] <= max(width, 8.0) - 0.3 or ncol == 1:
-            break
-        legend.remove()
-    assert legend is not None
+    legend = _fitting_legend(fig, handles, width, renderer)
     legend_w, legend_h = _inches(legend, renderer)
     text_w = max(
         [_inches(title, renderer)[0], _inches(subtitle, renderer)[0], legend_w]

@@ -136,33 +136,9 @@ def _chart_svgs(frame: pd.DataFrame) -> tuple[list[tuple[str, str]], str]:
         return [], str(exc)
 
 
-def render(
-    frame: pd.DataFrame,
-    title: str = "pytest-gpubench comparison",
-    base: Path | None = None,
-    with_charts: bool = True,
-    pareto: Sequence[Any] | None = None,
-) -> str:
-    """The page for ``frame`` (best from ``compare_files(paths, detail=True)``); ``base`` is the
-    folder the page is written to, so links to baseline files are relative to it; ``pareto``
-    (``report.pareto.Curve`` objects) adds the Pareto frontier section."""
-    from pytest_gpubench.report.wide import ratio_text, wide_rows
-
-    _, text_rows = wide_rows(frame)
-    devices = list(dict.fromkeys(frame["device"]))
-    first = devices[0]
-    kinds = {d: str(frame.loc[frame["device"] == d, "kind"].iloc[0]) for d in devices}
-    hardware = {}
-    files = {}
-    for d in devices:
-        rows = frame[frame["device"] == d]
-        hardware[d] = str(rows["hardware"].iloc[0]) if "hardware" in rows else ""
-        files[d] = str(rows["file"].iloc[0]) if "file" in rows else ""
-    sources = _Sources(base)
-    svgs, chart_error = _chart_svgs(frame) if with_charts else ([], "")
-    charted = {metric for metric, _ in svgs}
-
-    # header: benchmark / metric / unit, then per device a group of value, 95% CI, ratio
+def _header(devices: list[str], first: str) -> tuple[list[str], list[str]]:
+    """The two header rows: benchmark / metric / unit, then per device a group of value,
+    95% CI and (for every device but the first) the ratio to the first."""
     top = [
         '<th rowspan="2" class="text" data-col="0" scope="col">benchmark</th>',
         '<th rowspan="2" class="text" data-col="1" scope="col">metric</th>',
@@ -184,7 +160,57 @@ def render(
                 f'<th class="num" data-col="{col}" scope="col">vs {html.escape(first)}</th>'
             )
             col += 1
+    return top, leaf
 
+
+def _value_cells(r: Any, value: float, kind: str, sources: _Sources) -> list[str]:
+    """One device's value cell (with its source link, or why it has no value) and its 95% CI
+    cell; ``r`` is None where the device has no row for this benchmark."""
+    cells = []
+    if r is None or (not math.isfinite(value) and r.status == "not run"):
+        cells.append('<td class="missing" data-sort="">not run</td>')
+    else:
+        n = sources.ref(r, kind)
+        link = f' <a class="src" href="#src-{n}" title="source [{n}]">[{n}]</a>'
+        if math.isfinite(value):
+            cells.append(f'<td class="num" data-sort="{value!r}">{_fmt(value)}{link}</td>')
+        else:
+            note = str(getattr(r, "note", "") or "")
+            tip = f' title="{html.escape(note)}"' if note else ""
+            cells.append(
+                f'<td class="missing" data-sort=""{tip}>{html.escape(str(r.status))}{link}</td>'
+            )
+    low = _number(getattr(r, "ci95_low", math.nan)) if r is not None else math.nan
+    high = _number(getattr(r, "ci95_high", math.nan)) if r is not None else math.nan
+    if math.isfinite(value) and math.isfinite(low) and math.isfinite(high):
+        cells.append(f'<td class="num ci" data-sort="{low!r}">{_fmt(low)} – {_fmt(high)}</td>')
+    else:
+        cells.append('<td class="none" data-sort="" title="no interval stored">–</td>')
+    return cells
+
+
+def _ratio_cell(value: float, first_value: float, hib: bool, unit: str) -> str:
+    """The 'vs first device' cell, green when better, red when worse."""
+    from pytest_gpubench.report.wide import ratio_text
+
+    ratio = ratio_text(value, first_value, hib, unit)
+    css = ""
+    if ratio.endswith(("faster", "better")):
+        css = ' class="up"'
+    elif ratio.endswith(("slower", "worse")):
+        css = ' class="down"'
+    return f"<td{css}>{html.escape(ratio)}</td>"
+
+
+def _body_rows(
+    frame: pd.DataFrame, devices: list[str], kinds: dict[str, str], sources: _Sources,
+    charted: set[str],
+) -> list[str]:  # fmt: skip
+    """One table row per (benchmark, metric), sorted, each device's cells side by side."""
+    from pytest_gpubench.report.wide import wide_rows
+
+    _, text_rows = wide_rows(frame)
+    first = devices[0]
     body = []
     groups = frame.groupby(["key", "metric"], sort=True)
     for ((key, metric), group), text in zip(groups, text_rows, strict=True):
@@ -205,36 +231,9 @@ def render(
         for i, d in enumerate(devices):
             r = by_device.get(d)
             value = _number(r.value) if r is not None else math.nan
-            if r is None or (not math.isfinite(value) and r.status == "not run"):
-                cells.append('<td class="missing" data-sort="">not run</td>')
-            else:
-                n = sources.ref(r, kinds[d])
-                link = f' <a class="src" href="#src-{n}" title="source [{n}]">[{n}]</a>'
-                if math.isfinite(value):
-                    cells.append(f'<td class="num" data-sort="{value!r}">{_fmt(value)}{link}</td>')
-                else:
-                    note = str(getattr(r, "note", "") or "")
-                    tip = f' title="{html.escape(note)}"' if note else ""
-                    cells.append(
-                        f'<td class="missing" data-sort=""{tip}>{html.escape(str(r.status))}'
-                        f"{link}</td>"
-                    )
-            low = _number(getattr(r, "ci95_low", math.nan)) if r is not None else math.nan
-            high = _number(getattr(r, "ci95_high", math.nan)) if r is not None else math.nan
-            if math.isfinite(value) and math.isfinite(low) and math.isfinite(high):
-                cells.append(
-                    f'<td class="num ci" data-sort="{low!r}">{_fmt(low)} – {_fmt(high)}</td>'
-                )
-            else:
-                cells.append('<td class="none" data-sort="" title="no interval stored">–</td>')
+            cells += _value_cells(r, value, kinds[d], sources)
             if i:
-                ratio = ratio_text(value, first_value, hib, unit)
-                css = ""
-                if ratio.endswith(("faster", "better")):
-                    css = ' class="up"'
-                elif ratio.endswith(("slower", "worse")):
-                    css = ' class="down"'
-                cells.append(f"<td{css}>{html.escape(ratio)}</td>")
+                cells.append(_ratio_cell(value, first_value, hib, unit))
         # the plain-text cells of wide_rows() say the same; kept in step by construction
         assert text[0] == key and text[1] == metric
         search = html.escape(f"{key} {metric} {unit}".lower())
@@ -243,12 +242,20 @@ def render(
             + "".join(cells)
             + "</tr>"
         )
+    return body
 
-    metrics = sorted(set(frame["metric"]))
-    options = "".join(
-        f'<option value="{html.escape(m)}">{html.escape(m)}</option>' for m in metrics
-    )
-    device_rows = "".join(
+
+def _device_rows(
+    frame: pd.DataFrame, devices: list[str], kinds: dict[str, str], base: Path | None
+) -> str:
+    """The devices table: kind, hardware and a link to each device's results file."""
+    hardware = {}
+    files = {}
+    for d in devices:
+        rows = frame[frame["device"] == d]
+        hardware[d] = str(rows["hardware"].iloc[0]) if "hardware" in rows else ""
+        files[d] = str(rows["file"].iloc[0]) if "file" in rows else ""
+    return "".join(
         f"<tr><td>{html.escape(d)}</td><td>{html.escape(kinds[d])}</td>"
         f"<td>{html.escape(hardware[d])}</td>"
         + (
@@ -258,6 +265,31 @@ def render(
         )
         + "</tr>"
         for d in devices
+    )
+
+
+def render(
+    frame: pd.DataFrame,
+    title: str = "pytest-gpubench comparison",
+    base: Path | None = None,
+    with_charts: bool = True,
+    pareto: Sequence[Any] | None = None,
+) -> str:
+    """The page for ``frame`` (best from ``compare_files(paths, detail=True)``); ``base`` is the
+    folder the page is written to, so links to baseline files are relative to it; ``pareto``
+    (``report.pareto.Curve`` objects) adds the Pareto frontier section."""
+    devices = list(dict.fromkeys(frame["device"]))
+    first = devices[0]
+    kinds = {d: str(frame.loc[frame["device"] == d, "kind"].iloc[0]) for d in devices}
+    sources = _Sources(base)
+    svgs, chart_error = _chart_svgs(frame) if with_charts else ([], "")
+    charted = {metric for metric, _ in svgs}
+    top, leaf = _header(devices, first)
+    body = _body_rows(frame, devices, kinds, sources, charted)
+
+    metrics = sorted(set(frame["metric"]))
+    options = "".join(
+        f'<option value="{html.escape(m)}">{html.escape(m)}</option>' for m in metrics
     )
     figures = "\n".join(
         f'<figure id="chart-{html.escape(metric)}" data-metric="{html.escape(metric)}">'
@@ -269,7 +301,7 @@ def render(
     n_rows = len(body)
     return _TEMPLATE.format(
         title=html.escape(title),
-        devices=device_rows,
+        devices=_device_rows(frame, devices, kinds, base),
         first=html.escape(first),
         options=options,
         n_rows=n_rows,

@@ -10,7 +10,8 @@ this host; another host's, on a shared file system, once they are a day old).
 
 ``exclusive_lock`` serialises the writers of one file that read it first (a baseline's
 load-merge-write): of two pytest runs saving to one baseline at once, the second merges into
-what the first wrote instead of into the file as it was before either. ``write_error`` turns a failed write into one line naming the file and the reason.
+what the first wrote instead of into the file as it was before either. ``write_error`` turns
+a failed write into one line naming the file and the reason.
 """
 
 from __future__ import annotations

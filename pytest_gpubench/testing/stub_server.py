@@ -220,6 +220,8 @@ class StubServer:
                 await self.generate(path, json.loads(body or b"{}"), w)
 
     async def generate(self, path: str, req: dict, w: asyncio.StreamWriter) -> None:
+        """Answer one completion request as a streaming engine does, with the misbehaviour
+        ``Behaviour`` asks for this request (failure, wrong shapes, a stall, short output)."""
         self.requests += 1
         self.counters["stub:requests_total"] += 1
         n_req = self.requests
@@ -230,18 +232,7 @@ class StubServer:
             )
             return
         chat = path.endswith("chat/completions")
-        if chat:
-            msgs = req.get("messages", [])
-            parts = []
-            for m in msgs:
-                content = m.get("content")
-                if isinstance(content, str):
-                    parts.append(content)
-                elif isinstance(content, list):
-                    parts += [c.get("text", "") for c in content if c.get("type") == "text"]
-            prompt_tokens = len(tokenize(" ".join(parts))) + 3 * len(msgs)  # template overhead
-        else:
-            prompt_tokens = len(tokenize(req.get("prompt", "")))
+        prompt_tokens = self.count_prompt_tokens(chat, req)
         n = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
         if b.short_output:
             n = min(n, b.short_output)
@@ -256,33 +247,45 @@ class StubServer:
                 await asyncio.sleep(b.prefill_ms / 1000)
         if b.ttft_ms:
             await asyncio.sleep(b.ttft_ms / 1000)
-        if chat:
-            token = sse(
-                {
-                    "id": "chatcmpl-stub",
-                    "object": "chat.completion.chunk",
-                    "model": self.b.model,
-                    "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}],
-                }
-            )
-            w.write(
-                sse(
-                    {
-                        "id": "chatcmpl-stub",
-                        "object": "chat.completion.chunk",
-                        "model": self.b.model,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "delta": {"role": "assistant", "content": ""},
-                                "finish_reason": None,
-                            }
-                        ],
-                    }
-                )
-            )
-        else:
-            token = sse(
+        token = self.open_stream(chat, w)
+        first = time.perf_counter()
+        wrong = WRONG_SHAPES[b.wrong_shape] if b.wrong_shape else None
+        if n_req % b.wrong_shape_every:
+            wrong = None
+        await self.stream_tokens(w, token, n, n_req, first, wrong)
+        end = time.perf_counter()
+        self.counters["stub:generation_tokens_total"] += n
+        timings = {
+            "prompt_n": prompt_tokens,
+            "prompt_ms": (first - started) * 1000,
+            "predicted_n": n,
+            "predicted_ms": (end - first) * 1000,
+            "predicted_per_second": n / max(end - first, 1e-9),
+        }
+        self.close_stream(w, req, chat, n, prompt_tokens, timings, wrong)
+        await w.drain()
+
+    @staticmethod
+    def count_prompt_tokens(chat: bool, req: dict) -> int:
+        """The prompt's length in the stub's tokens; a chat's messages' text parts plus 3 per
+        message for the template."""
+        if not chat:
+            return len(tokenize(req.get("prompt", "")))
+        msgs = req.get("messages", [])
+        parts = []
+        for m in msgs:
+            content = m.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts += [c.get("text", "") for c in content if c.get("type") == "text"]
+        return len(tokenize(" ".join(parts))) + 3 * len(msgs)  # template overhead
+
+    def open_stream(self, chat: bool, w: asyncio.StreamWriter) -> bytes:
+        """Write a chat stream's opening role chunk; return the one token event every token
+        repeats (a chat delta or a completion text)."""
+        if not chat:
+            return sse(
                 {
                     "id": "cmpl-stub",
                     "object": "text_completion",
@@ -290,11 +293,35 @@ class StubServer:
                     "choices": [{"index": 0, "text": " tok", "finish_reason": None}],
                 }
             )
-        first = time.perf_counter()
+        token = sse(
+            {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion.chunk",
+                "model": self.b.model,
+                "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}],
+            }
+        )
+        role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        w.write(
+            sse(
+                {
+                    "id": "chatcmpl-stub",
+                    "object": "chat.completion.chunk",
+                    "model": self.b.model,
+                    "choices": [role],
+                }
+            )
+        )
+        return token
+
+    async def stream_tokens(
+        self, w: asyncio.StreamWriter, token: bytes, n: int, n_req: int, first: float, wrong: Any
+    ) -> None:
+        """Write the ``n`` token events: in bursts where nothing else is asked, else one by
+        one on the ``tokens_per_s`` schedule, with the malformed event, wrong shape or stall
+        ``Behaviour`` puts in the middle of this request."""
+        b = self.b
         delay = 1.0 / b.tokens_per_s if b.tokens_per_s else 0.0
-        wrong = WRONG_SHAPES[b.wrong_shape] if b.wrong_shape else None
-        if n_req % b.wrong_shape_every:
-            wrong = None
         wrong_usage = isinstance(wrong, dict) and "usage" in wrong
         stall = b.stall_after >= 0 and n_req % b.stall_every == 0
         plain = not (delay or wrong is not None or stall or b.malformed_every)
@@ -327,8 +354,14 @@ class StubServer:
                 await w.drain()
             elif i % 32 == 31:
                 await w.drain()
-        end = time.perf_counter()
-        self.counters["stub:generation_tokens_total"] += n
+
+    def close_stream(
+        self, w: asyncio.StreamWriter, req: dict, chat: bool, n: int, prompt_tokens: int,
+        timings: dict[str, float], wrong: Any,
+    ) -> None:  # fmt: skip
+        """Write the final chunk (finish_reason, llama.cpp ``timings`` if asked), the usage
+        chunk (or the wrong usage ``Behaviour`` asks for) and the end of the stream."""
+        b = self.b
         final: dict[str, Any] = {
             "id": "stub",
             "model": self.b.model,
@@ -337,15 +370,9 @@ class StubServer:
             ],
         }
         if b.timings:
-            final["timings"] = {
-                "prompt_n": prompt_tokens,
-                "prompt_ms": (first - started) * 1000,
-                "predicted_n": n,
-                "predicted_ms": (end - first) * 1000,
-                "predicted_per_second": n / max(end - first, 1e-9),
-            }
+            final["timings"] = timings
         w.write(sse(final))
-        if wrong_usage:
+        if isinstance(wrong, dict) and "usage" in wrong:
             w.write(sse(wrong))
         elif b.usage and (req.get("stream_options") or {}).get("include_usage"):
             w.write(
@@ -362,7 +389,6 @@ class StubServer:
                 )
             )
         w.write(chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n")
-        await w.drain()
 
 
 async def serve(port: int, behaviour: Behaviour, host: str = "127.0.0.1") -> None:

@@ -122,6 +122,27 @@ def test_fixture_runs_the_model_of_a_local_config(pytester: pytest.Pytester, tin
     pytester.runpytest("--device=cpu").assert_outcomes(passed=1)
 
 
+def test_fixture_names_an_unknown_keyword_and_passes_node_keywords(
+    pytester: pytest.Pytester, tiny_config: Path
+):
+    """A misspelt keyword is one line naming it; the multi-node ones reach torchrun (a node
+    rank outside the job is torchrun's own check, so reaching it proves they were passed)."""
+    pytester.makepyfile(
+        f"""
+        import pytest
+        from pytest_gpubench.errors import GpubenchError
+
+        def test_keywords(distributed_finetune):
+            with pytest.raises(GpubenchError, match="unknown keyword.s. nodes_rank; .* node_rank"):
+                distributed_finetune(1, model={str(tiny_config)!r}, nodes_rank=1)
+            with pytest.raises(GpubenchError, match="node_rank must be in 0..1, got 5"):
+                distributed_finetune(1, model={str(tiny_config)!r}, nnodes=2, node_rank=5,
+                                     rdzv_endpoint="127.0.0.1:1")
+        """
+    )
+    pytester.runpytest("--device=cpu").assert_outcomes(passed=1)
+
+
 SLEEPY_RANK = """
 import argparse, os, time
 from pathlib import Path
