@@ -157,3 +157,58 @@ def test_the_check_sees_a_cycle(monkeypatch) -> None:
     monkeypatch.setattr(sys.modules[__name__], "graph", lambda: edges)
     with pytest.raises(AssertionError):
         test_no_import_cycle()
+
+
+#: private names of other libraries the package reaches on purpose, each for a reason:
+#: pytest's parser groups (which plugin owns an option), its fixture request on an item (the
+#: confirmation re-run), its option adder for xdist's lower-case -n, pytest-benchmark's file
+#: numbering (the save lock), pytest-timeout's per-item setting, namedtuple's _asdict,
+#: transformers' compile switch and aten's op names
+FOREIGN_PRIVATE = {
+    "_addoption", "_anonymous", "_groups", "_parser", "_request", "_initrequest",
+    "_next_num", "_get_item_settings", "_asdict", "_compile_all_devices",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+}  # fmt: skip
+
+
+def private_reaches(source: str) -> list[str]:
+    """``x._name`` where ``x`` is not the object itself (``self``/``cls``) nor a name this
+    module defines at its top level: a reach into another module's or object's private part."""
+    tree = ast.parse(source)
+    own = {
+        t.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    } | {n.name for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef)}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") or node.attr in FOREIGN_PRIVATE:
+            continue
+        base = node.value
+        if isinstance(base, ast.Name) and (
+            base.id in ("self", "cls", "sys", "os") or base.id in own
+        ):
+            continue
+        found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_reaches_into_another_ones_private_parts() -> None:
+    reaches = {
+        str(path.relative_to(PACKAGE)): found
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (found := private_reaches(path.read_text()))
+    }
+    assert not reaches, reaches
+
+
+def test_the_private_check_sees_a_reach() -> None:
+    """The check above can fail: a call of another module's private function is seen."""
+    assert private_reaches("from pytest_gpubench.launch import cleanup\ncleanup._depth\n")
+    assert private_reaches("def f(bench):\n    return bench._model(None, None)\n")
+    assert not private_reaches("class A:\n    def f(self):\n        return self._x\n")

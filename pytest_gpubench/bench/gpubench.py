@@ -270,7 +270,8 @@ class GpuBench:
 
     # --- roofline and MFU -----------------------------------------------------------------
 
-    def _model(self, model: str | None, quant: str | None) -> tuple[Any, str]:
+    def model_spec(self, model: str | None, quant: str | None) -> tuple[Any, str]:
+        """(ModelSpec, quant) of ``model``, or of the test's ``model`` marker when None."""
         from pytest_gpubench.models.catalog import load_spec
         from pytest_gpubench.selection.markers import model_of  # parsed at collection
 
@@ -301,7 +302,7 @@ class GpuBench:
         """Record decode tokens/s as % of the bandwidth bound (datasheet and measured).
 
         ``batch`` may be fractional: a server's mean number of sequences decoding at once."""
-        spec, quant = self._model(model, quant)
+        spec, quant = self.model_spec(model, quant)
         profile = self.profile
         if not profile.bandwidth_gbs:
             return None

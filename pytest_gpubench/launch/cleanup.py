@@ -92,6 +92,11 @@ _shielded = False
 _depth = 0
 
 
+def outermost() -> bool:
+    """No run has entered yet in this process (pytester's inner runs come later)."""
+    return _depth == 0
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     # Ignore further SIGTERMs while unwinding so the clean-up itself is not cut short;
     # SIGKILL still works, and the run's watchdog handles that case.

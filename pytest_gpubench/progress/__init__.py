@@ -64,16 +64,16 @@ class Task:
     done: float = 0.0
     detail: str = ""
     start: float = field(default_factory=time.monotonic)
-    _drawn: float = 0.0
-    _shown: bool = False
+    drawn_at: float = 0.0
+    on_screen: bool = False
 
     def update(self, advance: float = 0.0, detail: str | None = None) -> None:
         self.done += advance
         if detail is not None:
             self.detail = detail
         now = time.monotonic()
-        if now - self._drawn >= REDRAW_S:
-            self._drawn = now
+        if now - self.drawn_at >= REDRAW_S:
+            self.drawn_at = now
             self._draw()
 
     def text(self, width: int = 80) -> str:
@@ -100,15 +100,15 @@ class Task:
         if sink is None or not sink.live:
             return
         with sink.suspended():
-            if not self._shown:
+            if not self.on_screen:
                 sink.newline()
-                self._shown = True
+                self.on_screen = True
             line = self.text(sink.width - 1)[: sink.width - 1]
             sink.write("\r" + line.ljust(sink.width - 1))
 
     def close(self) -> None:
         sink = _sink
-        if sink is not None and sink.live and self._shown:
+        if sink is not None and sink.live and self.on_screen:
             with sink.suspended():
                 sink.write("\r" + " " * (sink.width - 1) + "\r")
 
@@ -137,11 +137,11 @@ def say(line: str) -> None:
         return
     with sink.suspended():
         sink.newline()
-        if sink.live and any(t._shown for t in _open):
+        if sink.live and any(t.on_screen for t in _open):
             sink.write("\r" + " " * (sink.width - 1) + "\r")
         sink.write(f"gpubench: {line}\n")
     for t in _open:
-        t._drawn = 0.0  # redraw on the next update
+        t.drawn_at = 0.0  # redraw on the next update
 
 
 def note(detail: str) -> None:

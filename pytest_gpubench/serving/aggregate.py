@@ -17,6 +17,7 @@ import pytest
 from pytest_gpubench.errors import GpubenchError
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.stats import mean_ci
+from pytest_gpubench.selection.markers import model_of
 from pytest_gpubench.serving import recording
 from pytest_gpubench.serving.client import RequestResult
 from pytest_gpubench.serving.context import ServeContext
@@ -254,9 +255,9 @@ def record_per_token(ctx: ServeContext, result: ServeResult) -> None:
             gpubench, Metric("output_tokens_per_j", tokens / energy, "tok/J", True)
         )
     measured = decode_batch(ok)
-    marker = ctx.request.node.get_closest_marker("model")
+    marked = model_of(ctx.request.node)  # parsed at collection
     on_gpu = "gpu_util_pct" in gpubench.telemetry  # a CPU run serves a tiny stand-in
-    if measured is None or marker is None or not marker.args or not on_gpu:
+    if measured is None or marked is None or not on_gpu:
         return
     recording.write_decode_batch(
         gpubench,

@@ -17,6 +17,7 @@ from typing import Any
 from pytest_gpubench.engines.stalls import StallReport
 from pytest_gpubench.metrics import roofline
 from pytest_gpubench.metrics.point import PointFacts, PointReport, judge_point
+from pytest_gpubench.selection.markers import model_of
 from pytest_gpubench.serving.client import RequestResult
 from pytest_gpubench.serving.decode_batch import decode_batch
 
@@ -24,10 +25,9 @@ from pytest_gpubench.serving.decode_batch import decode_batch
 def model_bytes(gpubench: Any, context: int) -> tuple[float, float] | None:
     """(active weight bytes per step, one sequence's KV bytes at ``context``) of the test's
     marked model; None without a marker."""
-    marker = gpubench.request.node.get_closest_marker("model")
-    if marker is None or not marker.args:
+    if model_of(gpubench.request.node) is None:  # parsed at collection
         return None
-    spec, quant = gpubench._model(None, None)
+    spec, quant = gpubench.model_spec(None, None)
     return roofline.active_weight_bytes(spec, quant), roofline.kv_read_bytes(spec, context)
 
 
