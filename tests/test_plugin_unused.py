@@ -61,6 +61,28 @@ def test_the_header_probes_the_device_and_loads_nothing_else(plain_run: pytest.P
     assert loaded(plain_run) - without <= {"pynvml"}
 
 
+def _nvml_library_here() -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_nvml_library_here(), reason="this machine has the NVML library")
+def test_without_the_nvml_library_the_header_does_not_import_pynvml(
+    plain_run: pytest.Pytester,
+) -> None:
+    """No NVIDIA driver: the header says so in pynvml's words without importing pynvml."""
+    assert "pynvml" not in loaded(plain_run)
+    result = plain_run.runpytest_subprocess("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(
+        ["gpubench: detected no GPU (NVML unavailable: NVML Shared Library Not Found); host *"]
+    )
+
+
 def test_a_marker_of_the_plugin_loads_what_it_needs(plain_run: pytest.Pytester) -> None:
     """The check above can fail: a test asking for device memory parses its markers."""
     plain_run.makepyfile(
