@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 
 from pytest_gpubench.engines.placement import Placement
+from pytest_gpubench.results import sections
 from pytest_gpubench.results.record import record_note
 from pytest_gpubench.serving.warn import warn_at_caller
 
 GIB = 2**30
-PLACEMENT_KEY = "placement"
+PLACEMENT_KEY = sections.PLACEMENT
 #: the test's fit estimate (``selection.fit.Need``), put there by the serve_bench fixture
 ESTIMATE = pytest.StashKey[Any]()
 
@@ -153,7 +154,7 @@ def record_placement(
         return
     data = placement.as_dict()
     data.update(estimate_fields(placement, request.node.stash.get(ESTIMATE, None)))
-    gpubench.benchmark.extra_info[PLACEMENT_KEY] = data
+    sections.write_placement(gpubench.benchmark.extra_info, data)
     if placement.offloaded:
         name = getattr(engine, "name", "server")
         message = offload_message(placement, str(getattr(server, "model", "")), name)
