@@ -34,10 +34,12 @@ Stall lines, and where they were read:
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -287,3 +289,80 @@ def stalls_from_log(text: str) -> StallReport | None:
     span = _stamp_seconds(stamps[-1]) - _stamp_seconds(stamps[0])
     stalls = (Stall(HOST_CACHE, seconds, steps, slow, HOST_CACHE_ADVICE),) if steps else ()
     return StallReport(span, stalls)
+
+
+# -- llama.cpp's own batched benchmark (the engine's ceiling at a shape) ---------------------------
+BATCHED_BENCH = "llama-batched-bench"
+#: server flags that change what a decode step costs, copied onto batched-bench's command line
+#: (same spellings in both tools): GPU layers, flash attention, CPU threads
+_CEILING_FLAGS = frozenset(
+    {"-ngl", "--gpu-layers", "--n-gpu-layers", "-fa", "--flash-attn", "-t", "--threads"}
+    | {"-tb", "--threads-batch"}
+)
+_FLAG_VALUE = re.compile(r"^(?!--?[a-zA-Z])\S+$")  # a value, not the next flag (-1 is a value)
+
+
+def batched_bench_beside(server_executable: str) -> str | None:
+    """``llama-batched-bench`` in the folder of the ``llama-server`` that ran; None without
+    one (a build that left the tools out, a server on PATH from another package)."""
+    found = Path(server_executable).resolve().parent / BATCHED_BENCH
+    return str(found) if found.is_file() and os.access(found, os.X_OK) else None
+
+
+def ceiling_flags(server_argv: Sequence[str]) -> list[str]:
+    """The flags of ``_CEILING_FLAGS`` (with their values) from the server's command line,
+    so the ceiling is measured with the layers, attention kernel and threads the server had."""
+    out: list[str] = []
+    args = [str(a) for a in server_argv]
+    for i, arg in enumerate(args):
+        name = arg.split("=", 1)[0]
+        if name not in _CEILING_FLAGS:
+            continue
+        out.append(arg)
+        if "=" not in arg and i + 1 < len(args) and _FLAG_VALUE.match(args[i + 1]):
+            out.append(args[i + 1])
+    return out
+
+
+def batched_bench_argv(
+    binary: str,
+    model_file: str,
+    shape: tuple[int, int],
+    parallel: Sequence[int],
+    server_argv: Sequence[str] = (),
+) -> list[str]:
+    """The command line that measures ``parallel`` sequences of ``shape`` (prompt tokens,
+    output tokens) at once. The context holds the largest batch whole (batched-bench skips a
+    row whose ``npl * (npp + ntg)`` does not fit). The smallest row is asked once more at the
+    end: this build's logger can drop the last line it printed when the tool exits (3 of 5
+    runs here lost it), so the last row is one the parser does not need."""
+    npp, ntg = shape
+    wanted = sorted({int(n) for n in parallel})
+    rows = [*wanted, wanted[0]]
+    context = max(wanted) * (npp + ntg) + 64
+    return [
+        binary, "-m", model_file, "-c", str(context), "-npp", str(npp), "-ntg", str(ntg),
+        "-npl", ",".join(str(n) for n in rows), "--output-format", "jsonl",
+        *ceiling_flags(server_argv),
+    ]  # fmt: skip
+
+
+def parse_batched_bench(text: str, shape: tuple[int, int] | None = None) -> dict[int, float]:
+    """Decode tokens/s (``speed_tg``, the table's S_TG) per number of parallel sequences from
+    batched-bench's ``--output-format jsonl`` lines in ``text`` (its log lines mixed in are
+    skipped); only rows of ``shape`` (npp, ntg) when given. The first row of a sequence
+    count wins (the extra row ``batched_bench_argv`` adds repeats the smallest)."""
+    out: dict[int, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not (line.startswith("{") and '"speed_tg"' in line):
+            continue
+        try:
+            row = json.loads(line)
+            pl, speed = int(row["pl"]), float(row["speed_tg"])
+            this = (int(row["pp"]), int(row["tg"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if (shape is None or this == tuple(shape)) and speed > 0 and pl not in out:
+            out[pl] = speed
+    return out

@@ -123,6 +123,7 @@ class ServeBench:
         stop_at_saturation: bool = True,
         saturation_tolerance: float = 0.1,
         time_budget_s: float | None = None,
+        engine_ceiling: bool = False,
         **workload: Any,
     ) -> SweepResult:
         """One point per concurrency, request rate or ``(input_len, output_len)`` shape (the
@@ -132,7 +133,8 @@ class ServeBench:
         sweep past ``time_budget_s`` seconds (estimated from the points measured; the first
         always runs). ``workload`` is any other ``serve_bench`` argument. Returns a
         ``SweepResult`` whose ``.points`` carry ``.concurrency``, ``.request_rate``,
-        ``.input_len``, ``.output_len``, ``.metrics``."""
+        ``.input_len``, ``.output_len``, ``.metrics``. ``engine_ceiling=True`` (a llama.cpp
+        server started here) adds each point's share of the engine's own batched ceiling."""
         sizes = PointSizes(prompts_per_user, min_prompts, num_prompts, warmups)
         return sweeps.run_sweep(
             self.ctx,
@@ -142,6 +144,7 @@ class ServeBench:
             (stop_at_saturation, saturation_tolerance),
             time_budget_s,
             workload,
+            engine_ceiling,
         )
 
     @usage_errors_fail("serve_bench.stored_points")

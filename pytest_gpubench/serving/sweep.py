@@ -79,6 +79,8 @@ from pytest_gpubench.serving.points import (
 )
 from pytest_gpubench.serving.sweeper import (
     Sweeper,
+    attach_ceiling,
+    check_engine_ceiling,
     note_stalls,
     point_options,
     record_points,
@@ -103,9 +105,12 @@ def run_sweep(
     saturation: tuple[bool, float],
     time_budget_s: float | None,
     workload: Mapping[str, Any],
+    engine_ceiling: Any = False,
 ) -> SweepResult:
     """``serve_bench.sweep``: ``axes`` is (concurrency, request_rate, shapes), one of them a
-    list; ``saturation`` is (stop at saturation, tolerance)."""
+    list; ``saturation`` is (stop at saturation, tolerance); ``engine_ceiling``: after the
+    points, the engine's own batched benchmark at the same shape (sweeper.attach_ceiling)."""
+    ceiling = check_engine_ceiling(engine_ceiling)
     real("saturation_tolerance", saturation[1], low=0, hint="a fraction such as 0.1")
     budget_s = real("time_budget_s", time_budget_s, low=0, none="no limit", hint="seconds")
     own = ("concurrency", "request_rate", "num_prompts")
@@ -127,6 +132,8 @@ def run_sweep(
 
             times = ctx.time(run)
     result: SweepResult = found["result"]
+    if ceiling and times and result.failure is None:
+        attach_ceiling(ctx, server, result.points)
     _finish_sweep(ctx, result, plans[0], sizes, budget_s, recorded=bool(times))
     return result
 

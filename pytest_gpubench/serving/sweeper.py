@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_gpubench.errors import GpubenchError
+from pytest_gpubench.launch.engine_ceiling import Ceiling, measure_ceiling
 from pytest_gpubench.metrics.core import Metric
 from pytest_gpubench.metrics.point import PointReport
 from pytest_gpubench.serving import recording
@@ -204,3 +205,63 @@ def note_stalls(ctx: ServeContext, kind: str, points: Sequence[SweepPoint], reco
     message = stall_message(stall_metric(own), own, per_point=shares)
     if message:
         warn_at_caller(ServingWarning(f"{kind}: {message}"))
+
+
+#: the least time the engine's ceiling may take (its model loads first), in seconds
+CEILING_MIN_LIMIT_S = 120.0
+
+
+def check_engine_ceiling(value: Any) -> bool:
+    """``engine_ceiling=`` is True or False; anything else is the user's mistake."""
+    if not isinstance(value, bool):
+        raise GpubenchError(
+            f"engine_ceiling must be True or False, got {value!r}: True runs the engine's own "
+            "batched benchmark (llama.cpp's llama-batched-bench) after the sweep"
+        )
+    return value
+
+
+def attach_ceiling(ctx: ServeContext, server: Any, points: Sequence[SweepPoint]) -> None:
+    """After a concurrency sweep: the engine's own batched benchmark once at the workload's
+    shape, with one row per swept concurrency; each point gets ``engine_ceiling_tok_s``
+    (the tool's decode tok/s at that many sequences) and ``engine_ceiling_pct`` (its
+    output_tok_s as a percentage of it). Where there is none, one note says why."""
+    concurrencies = sorted({p.concurrency for p in points if p.concurrency})
+    if not points or not concurrencies or any(p.request_rate is not None for p in points):
+        ctx.note(f"{ctx.test_name}: no engine ceiling: it is measured for a concurrency sweep")
+        return
+    shapes = {(p.input_len, p.output_len) for p in points}
+    if len(shapes) != 1:
+        ctx.note(f"{ctx.test_name}: no engine ceiling: it is measured at one shape per sweep")
+        return
+    limit_s = max(CEILING_MIN_LIMIT_S, 2 * sum(p.wall_s for p in points))
+    found = measure_ceiling(server, concurrencies, shapes.pop(), limit_s)
+    if not isinstance(found, Ceiling):
+        ctx.note(f"{ctx.test_name}: no engine ceiling: {found}")
+        return
+    missing = []
+    for point in points:
+        ceiling = found.decode_tok_s.get(point.concurrency or 0)
+        tok_s = point.metrics.get("output_tok_s")
+        if ceiling is None or tok_s is None:
+            missing.append(point.label)
+            continue
+        point.metrics.update(ceiling_metrics(ceiling, tok_s.value, point.concurrency or 0))
+    if missing:
+        ctx.note(f"{ctx.test_name}: no engine ceiling at {', '.join(missing)}: no row for it")
+
+
+def ceiling_metrics(ceiling_tok_s: float, output_tok_s: float, parallel: int) -> dict[str, Metric]:
+    """The two per-point figures; the parallel sequences they were measured at in the spread."""
+    spread = {"parallel": float(parallel)}
+    return {
+        "engine_ceiling_tok_s": Metric(
+            "engine_ceiling_tok_s", ceiling_tok_s, "tok/s", True, dict(spread),
+            "the engine's own batched benchmark (llama-batched-bench S_TG): decode tokens/s "
+            "at this many parallel sequences of the point's shape",
+        ),
+        "engine_ceiling_pct": Metric(
+            "engine_ceiling_pct", 100.0 * output_tok_s / ceiling_tok_s, "%", True, dict(spread),
+            "the point's output_tok_s as a percentage of engine_ceiling_tok_s",
+        ),
+    }  # fmt: skip
