@@ -118,3 +118,11 @@ INNER_PYTEST = (
 
 def inner_pytest_argv(*args: str) -> list[str]:
     return [sys.executable, "-c", INNER_PYTEST, *args]
+
+
+def failure_lines(result: pytest.RunResult, test: str) -> list[str]:
+    """The non-blank lines pytest printed for ``test``'s failure, up to the next section: one
+    line means the user saw the message alone, no traceback into the plugin."""
+    out = result.stdout.str()
+    section = out[out.index(f"_ {test} _") :].splitlines()[1:]
+    return [line for line in section[: [ln[:1] for ln in section].index("=")] if line.strip()]

@@ -13,6 +13,7 @@ import pytest
 
 from pytest_gpubench.serving.metrics import SERVING_METRICS
 
+from plumbing.leftovers import failure_lines
 from plumbing.servers import SERVER_CLASSES
 
 SERVER = (
@@ -391,10 +392,8 @@ def test_misuse(serve_bench):
     )
     result = pytester.runpytest("--device=cpu")
     result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    section = out[out.index("_ test_misuse _") :].splitlines()[1:]
-    lines = [line for line in section[: [ln[:1] for ln in section].index("=")] if line.strip()]
-    assert len(lines) == 1, out  # the message alone: no traceback into the plugin
+    lines = failure_lines(result, "test_misuse")
+    assert len(lines) == 1, result.stdout.str()  # the message alone: no traceback
     assert lines[0].startswith(message), lines[0]
 
 
